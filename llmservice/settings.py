@@ -1,0 +1,106 @@
+"""Django settings for llmservice, read once from the environment and an optional `.env` file.
+
+Every setting is listed, with its default and a one-line description, in `.env.example`.
+"""
+
+from pathlib import Path
+
+import environ
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+# Variables already in the process environment win over the file; ENV_FILE points elsewhere.
+_env_file = Path(env.str("ENV_FILE", default=str(BASE_DIR / ".env")))
+if _env_file.is_file():
+    environ.Env.read_env(_env_file)
+
+# --- Django core ---------------------------------------------------------------------------
+SECRET_KEY = env.str("SECRET_KEY", default="dev-insecure-change-me")  # signs sessions (admin login)
+DEBUG = env.bool("DEBUG", default=False)  # Django debug mode; never in production
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "channels",
+    "ninja",
+    "registry",
+    "inference",
+    "openai_api",
+]
+
+MIDDLEWARE = [
+    "openai_api.middleware.openai_error_envelope",
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "llmservice.urls"
+ASGI_APPLICATION = "llmservice.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {
+    # SQLite next to manage.py unless DATABASE_URL says otherwise.
+    "default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
+}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+
+# --- Server ------------------------------------------------------------------------------
+HOST = env.str("HOST", default="127.0.0.1")  # address `manage.py serve` binds
+PORT = env.int("PORT", default=8000)  # port `manage.py serve` binds
+LOG_LEVEL = env.str("LOG_LEVEL", default="INFO").upper()  # DEBUG, INFO, WARNING or ERROR
+
+# --- Model loading (global; each tier may override) ---------------------------------------
+N_CTX = env.int("N_CTX", default=2048)  # context window in tokens
+N_GPU_LAYERS = env.int("N_GPU_LAYERS", default=0)  # layers offloaded to a GPU (-1: all)
+N_THREADS = env.int("N_THREADS", default=0)  # CPU threads per model (0: llama.cpp's choice)
+N_BATCH = env.int("N_BATCH", default=512)  # prompt tokens evaluated per batch
+TIER_NAMES = env.list("TIER_NAMES", default=["light", "medium", "heavy"])  # tiers seeded from <NAME>_* variables
+
+# Backend name -> dotted path of its class; tests add fakes here.
+INFERENCE_BACKENDS = {
+    "llamacpp": "inference.backends.llamacpp.LlamaCppBackend",
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": "WARNING"},
+    "loggers": {
+        name: {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False}
+        for name in ("llmservice", "registry", "inference", "openai_api")
+    },
+}

@@ -1,0 +1,64 @@
+"""The one error envelope: {"error": {"message", "type", "param", "code"}}, built here only.
+
+https://platform.openai.com/docs/guides/error-codes
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from django.http import HttpResponse
+
+from llmservice.errors import InternalError, InvalidRequest, ServiceError
+
+logger = logging.getLogger(__name__)
+
+UNRECOGNIZED_ARGUMENT = "Unrecognized request argument supplied: {param}"
+MISSING_PARAMETER = "Missing required parameter: '{param}'."
+INVALID_PARAMETER = "Invalid '{param}': {reason}."
+EMPTY_BODY = "The request body is empty; expected a JSON object."
+INVALID_BODY = "The request body is not a JSON object: {reason}."
+INTERNAL = "The server had an error while processing your request; see the server log."
+
+# pydantic error type -> OpenAI error code
+_CODES = {"missing": "missing_required_parameter", "extra_forbidden": "unknown_parameter"}
+
+
+def error_body(exc: ServiceError) -> dict:
+    return {"error": {"message": exc.message, "type": exc.type, "param": exc.param, "code": exc.code}}
+
+
+def error_response(exc: ServiceError) -> HttpResponse:
+    return HttpResponse(json.dumps(error_body(exc)), status=exc.status, content_type="application/json")
+
+
+def from_validation_errors(errors: list[dict]) -> ServiceError:
+    """The first pydantic error as an OpenAI 400 naming the parameter (ninja would send a 422)."""
+    error = errors[0]
+    loc = [str(part) for part in error.get("loc", ())]
+    if loc[:1] == ["body"]:
+        loc = loc[2:]  # ("body", <argument name>, field, ...)
+    param = ".".join(loc) or None
+    kind = error.get("type", "")
+    if param is None and kind == "missing":
+        message = EMPTY_BODY
+    elif kind == "extra_forbidden":
+        message = UNRECOGNIZED_ARGUMENT.format(param=param)
+    elif kind == "missing":
+        message = MISSING_PARAMETER.format(param=param)
+    elif param is None:
+        message = INVALID_BODY.format(reason=error.get("msg", "invalid"))
+    else:
+        message = INVALID_PARAMETER.format(param=param, reason=error.get("msg", "invalid value").rstrip("."))
+    code = _CODES.get(kind, "invalid_type" if kind.endswith("_type") else "invalid_value")
+    return InvalidRequest(message, param=param, code=code)
+
+
+def from_status(status: int, message: str) -> ServiceError:
+    """A plain HTTP error (bad JSON, 404 route, 405 method) in the envelope."""
+    if status >= 500:
+        return InternalError(INTERNAL)
+    error = InvalidRequest(message, code={404: "not_found", 405: "method_not_allowed"}.get(status, "invalid_request"))
+    error.status = status
+    return error

@@ -1,0 +1,13 @@
+from django.http import HttpRequest
+from ninja import Router
+
+from ..schemas.completions import CompletionRequest
+from ..serving.completions import completion
+
+router = Router(tags=["completions"])
+
+
+@router.post("/completions", summary="Create a text completion (streaming with stream=true)")
+async def create_completion(request: HttpRequest, body: CompletionRequest):
+    """https://platform.openai.com/docs/api-reference/completions/create"""
+    return await completion(body)

@@ -1,0 +1,180 @@
+"""Chat completions request schema, fields in the spec's order.
+
+https://platform.openai.com/docs/api-reference/chat/create
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import Field
+
+from inference.params import ChatMessage, GenerationRequest, ModelSpec
+from llmservice.errors import InvalidRequest
+
+from .common import SamplingExtensions, StreamOptions, StrictModel, refuse, sampling_from
+
+
+# --- message content parts ---------------------------------------------------------------------
+class TextPart(StrictModel):
+    type: Literal["text"]
+    text: str
+
+
+class ImagePart(StrictModel):
+    type: Literal["image_url"]
+    image_url: dict[str, Any]
+
+
+class AudioPart(StrictModel):
+    type: Literal["input_audio"]
+    input_audio: dict[str, Any]
+
+
+class FilePart(StrictModel):
+    type: Literal["file"]
+    file: dict[str, Any]
+
+
+class RefusalPart(StrictModel):
+    type: Literal["refusal"]
+    refusal: str
+
+
+UserPart = Annotated[Union[TextPart, ImagePart, AudioPart, FilePart], Field(discriminator="type")]
+AssistantPart = Annotated[Union[TextPart, RefusalPart], Field(discriminator="type")]
+
+
+# --- messages ----------------------------------------------------------------------------------
+class FunctionCall(StrictModel):
+    name: str
+    arguments: str
+
+
+class ToolCall(StrictModel):
+    id: str
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
+class SystemMessage(StrictModel):
+    role: Literal["system", "developer"]
+    content: str | list[TextPart]
+    name: str | None = None
+
+
+class UserMessage(StrictModel):
+    role: Literal["user"]
+    content: str | list[UserPart]
+    name: str | None = None
+
+
+class AssistantMessage(StrictModel):
+    role: Literal["assistant"]
+    content: str | list[AssistantPart] | None = None
+    refusal: str | None = None
+    name: str | None = None
+    tool_calls: list[ToolCall] | None = None
+
+
+class ToolMessage(StrictModel):
+    role: Literal["tool"]
+    content: str | list[TextPart]
+    tool_call_id: str
+
+
+Message = Annotated[
+    Union[SystemMessage, UserMessage, AssistantMessage, ToolMessage], Field(discriminator="role")
+]
+
+
+class ChatCompletionRequest(SamplingExtensions):
+    """POST /v1/chat/completions"""
+
+    messages: list[Message] = Field(..., min_length=1)
+    model: str
+    audio: Any = None
+    frequency_penalty: float | None = Field(None, ge=-2, le=2)
+    function_call: Any = None
+    functions: Any = None
+    logit_bias: dict[str, float] | None = None
+    logprobs: bool | None = None
+    max_completion_tokens: int | None = Field(None, ge=1)
+    max_tokens: int | None = Field(None, ge=1, description="Deprecated in favour of max_completion_tokens.")
+    metadata: dict[str, str] | None = None
+    modalities: list[str] | None = None
+    n: int | None = Field(None, ge=1, le=16)
+    parallel_tool_calls: bool | None = None
+    prediction: Any = None
+    presence_penalty: float | None = Field(None, ge=-2, le=2)
+    reasoning_effort: Any = None
+    response_format: dict[str, Any] | None = None
+    seed: int | None = None
+    service_tier: str | None = None
+    stop: str | list[str] | None = None
+    store: bool | None = None
+    stream: bool | None = None
+    stream_options: StreamOptions | None = None
+    temperature: float | None = Field(None, ge=0, le=2)
+    tool_choice: Any = None
+    tools: list[dict[str, Any]] | None = None
+    top_logprobs: int | None = Field(None, ge=0, le=20)
+    top_p: float | None = Field(None, ge=0, le=1)
+    user: str | None = None
+    web_search_options: Any = None
+
+    def to_generation(self, spec: ModelSpec) -> GenerationRequest:
+        """The neutral request the backend runs; refuses what this server can't honour."""
+        self._refuse_unsupported()
+        if self.top_logprobs and not self.logprobs:
+            raise InvalidRequest("'top_logprobs' requires 'logprobs' to be true.", param="top_logprobs")
+        if self.stream_options is not None and not self.stream:
+            raise InvalidRequest("'stream_options' is only allowed when 'stream' is true.", param="stream_options")
+        sampling = sampling_from(
+            self,
+            dict(spec.defaults),
+            max_tokens=self.max_completion_tokens or self.max_tokens,
+            extra=[("logprobs", bool(self.logprobs)), ("top_logprobs", self.top_logprobs or 0)],
+        )
+        return GenerationRequest(sampling=sampling, messages=tuple(_flatten(m, i) for i, m in enumerate(self.messages)))
+
+    def _refuse_unsupported(self) -> None:
+        for param in ("audio", "prediction", "reasoning_effort", "web_search_options", "functions", "function_call"):
+            if getattr(self, param) is not None:
+                raise refuse(param)
+        if self.modalities not in (None, ["text"]):
+            raise refuse("modalities", " (only ['text'])")
+        if self.store:
+            raise refuse("store", " (completions are not stored)")
+        if self.service_tier not in (None, "auto", "default"):
+            raise refuse("service_tier", " (only 'auto' or 'default')")
+        if self.tools:
+            raise refuse("tools", " yet")
+        if self.tool_choice not in (None, "none"):
+            raise refuse("tool_choice", " yet")
+        if self.response_format not in (None, {"type": "text"}):
+            raise refuse("response_format", " yet (only {'type': 'text'})")
+
+
+def _flatten(message: Message, index: int) -> ChatMessage:
+    """One message with its content parts joined into text; non-text parts are refused."""
+    content = message.content
+    if isinstance(content, list):
+        texts = []
+        for j, part in enumerate(content):
+            if isinstance(part, TextPart):
+                texts.append(part.text)
+            elif isinstance(part, RefusalPart):
+                texts.append(part.refusal)
+            else:
+                raise refuse(f"messages.{index}.content.{j}", f" (content type '{part.type}': this model reads text only)")
+        content = "".join(texts)
+    if content is None:
+        content = ""  # an assistant turn that only called tools
+    role = "system" if message.role == "developer" else message.role
+    extra: dict[str, Any] = {}
+    if isinstance(message, AssistantMessage) and message.tool_calls:
+        extra["tool_calls"] = [c.model_dump() for c in message.tool_calls]
+    if isinstance(message, ToolMessage):
+        extra["tool_call_id"] = message.tool_call_id
+    return ChatMessage(role=role, content=content, name=getattr(message, "name", None), extra=extra)

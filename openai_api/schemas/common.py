@@ -1,0 +1,81 @@
+"""Pieces shared by the chat and completions request schemas, and their conversion to params."""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from inference.params import SamplingParams, resolve_sampling
+from llmservice.errors import InvalidRequest, UnsupportedParameter
+
+NOT_SUPPORTED = "'{param}' is not supported by this server{why}."
+
+
+class StrictModel(BaseModel):
+    """Unknown fields are refused (OpenAI: 'Unrecognized request argument supplied')."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class StreamOptions(StrictModel):
+    """https://platform.openai.com/docs/api-reference/chat/create#chat-create-stream_options"""
+
+    include_usage: bool | None = None
+
+
+class SamplingExtensions(StrictModel):
+    """llmservice extensions, not in the OpenAI spec: llama.cpp sampling knobs."""
+
+    top_k: int | None = Field(None, ge=0, description="Extension: sample from the k most likely tokens (0: all).")
+    min_p: float | None = Field(None, ge=0, le=1, description="Extension: drop tokens below min_p x the top one.")
+    repeat_penalty: float | None = Field(None, ge=0, description="Extension: llama.cpp's repetition penalty.")
+
+
+def refuse(param: str, why: str = "") -> UnsupportedParameter:
+    return UnsupportedParameter(NOT_SUPPORTED.format(param=param, why=why), param=param)
+
+
+def stop_list(stop: str | list[str] | None) -> list[str] | None:
+    if stop is None:
+        return None
+    stops = [stop] if isinstance(stop, str) else list(stop)
+    if len(stops) > 4:
+        raise InvalidRequest("'stop' takes at most 4 sequences.", param="stop")
+    return stops
+
+
+def logit_bias_map(bias: dict[str, float] | None) -> dict[int, float] | None:
+    if not bias:
+        return None
+    parsed = {}
+    for key, value in bias.items():
+        try:
+            token = int(key)
+        except ValueError:
+            raise InvalidRequest(f"logit_bias keys must be token ids; got '{key}'.", param="logit_bias") from None
+        if not -100 <= value <= 100:
+            raise InvalidRequest("logit_bias values must be between -100 and 100.", param="logit_bias")
+        parsed[token] = float(value)
+    return parsed
+
+
+def sampling_from(
+    request: Any, tier_defaults: dict[str, Any], *, max_tokens: int | None, extra: Iterable[tuple[str, Any]] = ()
+) -> SamplingParams:
+    """The request's sampling values over the tier's soft defaults."""
+    requested = {
+        "temperature": request.temperature,
+        "top_p": request.top_p,
+        "top_k": request.top_k,
+        "min_p": request.min_p,
+        "repeat_penalty": request.repeat_penalty,
+        "presence_penalty": request.presence_penalty,
+        "frequency_penalty": request.frequency_penalty,
+        "max_tokens": max_tokens,
+        "stop": stop_list(request.stop),
+        "seed": request.seed,
+        "logit_bias": logit_bias_map(request.logit_bias),
+        **dict(extra),
+    }
+    return resolve_sampling(requested, tier_defaults)

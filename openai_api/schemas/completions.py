@@ -1,0 +1,74 @@
+"""Legacy completions request schema, fields in the spec's order.
+
+https://platform.openai.com/docs/api-reference/completions/create
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field
+
+from inference.params import GenerationRequest, ModelSpec
+from llmservice.errors import InvalidRequest
+
+from .common import SamplingExtensions, StreamOptions, refuse, sampling_from
+
+OPENAI_DEFAULT_MAX_TOKENS = 16  # the completions endpoint's documented default
+
+
+class CompletionRequest(SamplingExtensions):
+    """POST /v1/completions"""
+
+    model: str
+    prompt: str | list[str] | list[int] | list[list[int]]
+    best_of: int | None = Field(None, ge=1)
+    echo: bool | None = None
+    frequency_penalty: float | None = Field(None, ge=-2, le=2)
+    logit_bias: dict[str, float] | None = None
+    logprobs: int | None = Field(None, ge=0, le=5)
+    max_tokens: int | None = Field(None, ge=1)
+    n: int | None = Field(None, ge=1, le=16)
+    presence_penalty: float | None = Field(None, ge=-2, le=2)
+    seed: int | None = None
+    stop: str | list[str] | None = None
+    stream: bool | None = None
+    stream_options: StreamOptions | None = None
+    suffix: str | None = None
+    temperature: float | None = Field(None, ge=0, le=2)
+    top_p: float | None = Field(None, ge=0, le=1)
+    user: str | None = None
+
+    def prompts(self) -> list[str | tuple[int, ...]]:
+        """The prompts to complete: one per string (or token list) given."""
+        prompt: Any = self.prompt
+        if isinstance(prompt, str):
+            return [prompt]
+        if not prompt:
+            raise InvalidRequest("'prompt' must not be empty.", param="prompt")
+        if all(isinstance(p, int) for p in prompt):
+            return [tuple(prompt)]
+        if all(isinstance(p, str) for p in prompt):
+            return list(prompt)
+        if any(not p for p in prompt):
+            raise InvalidRequest("'prompt' must not contain an empty token list.", param="prompt")
+        return [tuple(p) for p in prompt]
+
+    def to_generations(self, spec: ModelSpec) -> list[GenerationRequest]:
+        """One neutral request per prompt; refuses what this server can't honour."""
+        if self.suffix is not None:
+            raise refuse("suffix")
+        if self.best_of not in (None, 1) and self.best_of != (self.n or 1):
+            raise refuse("best_of", " (only best_of equal to n)")
+        if self.echo and self.logprobs is not None:
+            raise refuse("echo", " together with logprobs (prompt logprobs are not computed)")
+        if self.stream_options is not None and not self.stream:
+            raise InvalidRequest("'stream_options' is only allowed when 'stream' is true.", param="stream_options")
+        defaults = {"max_tokens": OPENAI_DEFAULT_MAX_TOKENS, **spec.defaults}
+        sampling = sampling_from(
+            self,
+            defaults,
+            max_tokens=self.max_tokens,
+            extra=[("logprobs", self.logprobs is not None), ("top_logprobs", self.logprobs or 0)],
+        )
+        return [GenerationRequest(sampling=sampling, prompt=p, echo=bool(self.echo)) for p in self.prompts()]

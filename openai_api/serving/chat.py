@@ -1,0 +1,111 @@
+"""Chat completions: run the choices, shape them as OpenAI chat objects or chunks.
+
+https://platform.openai.com/docs/api-reference/chat/object
+https://platform.openai.com/docs/api-reference/chat-streaming
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from contextlib import aclosing
+from typing import AsyncIterator
+
+from django.http import HttpResponse
+
+from inference.events import Delta, Finished
+from inference.params import GenerationRequest, ModelSpec
+from llmservice.errors import ServiceError
+from registry.selectors import tier_spec_aget
+
+from ..schemas.chat import ChatCompletionRequest
+from .common import (
+    SSE_DONE,
+    Choice,
+    chat_logprobs,
+    envelope,
+    json_response,
+    new_id,
+    now,
+    open_choice,
+    require_kind,
+    sse,
+    sse_error,
+    sse_response,
+    usage,
+)
+
+
+def choice_requests(request: GenerationRequest, n: int) -> list[GenerationRequest]:
+    """n independent generations; with a seed, choice i uses seed + i so they differ reproducibly."""
+    seed = request.sampling.seed
+    if n == 1:
+        return [request]
+    return [
+        dataclasses.replace(request, sampling=request.sampling.with_seed(None if seed is None else seed + i))
+        for i in range(n)
+    ]
+
+
+async def chat_completion(body: ChatCompletionRequest) -> HttpResponse:
+    spec = await tier_spec_aget(model=body.model)
+    require_kind(spec, "chat", "chat completions")
+    requests = choice_requests(body.to_generation(spec), body.n or 1)
+    first = await open_choice(spec, requests[0])
+    ident, created = new_id("chatcmpl"), now()
+    if body.stream:
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        return sse_response(_stream(spec, first, requests, ident, created, include_usage))
+    choices = [await first.collect()]
+    for request in requests[1:]:
+        choices.append(await (await open_choice(spec, request)).collect())
+    return json_response(
+        {
+            **envelope(ident, "chat.completion", created, spec),
+            "choices": [
+                {
+                    "index": i,
+                    "message": {"role": "assistant", "content": "".join(c.text), "refusal": None},
+                    "logprobs": chat_logprobs(c.logprobs) if body.logprobs else None,
+                    "finish_reason": c.finish_reason,
+                }
+                for i, c in enumerate(choices)
+            ],
+            "usage": usage(first.started.prompt_tokens, sum(c.completion_tokens for c in choices)),
+        }
+    )
+
+
+async def _stream(
+    spec: ModelSpec, first: Choice, requests: list[GenerationRequest], ident: str, created: int, include_usage: bool
+) -> AsyncIterator[bytes]:
+    base = envelope(ident, "chat.completion.chunk", created, spec)
+    if include_usage:
+        base["usage"] = None
+
+    def chunk(index: int, delta: dict, finish_reason: str | None = None, logprobs: dict | None = None) -> bytes:
+        return sse(
+            {**base, "choices": [{"index": index, "delta": delta, "logprobs": logprobs, "finish_reason": finish_reason}]}
+        )
+
+    completion_tokens = 0
+    try:
+        for index, request in enumerate(requests):
+            choice = first if index == 0 else await open_choice(spec, request)
+            yield chunk(index, {"role": "assistant", "content": ""})
+            finished = None
+            async with aclosing(choice.events):
+                async for event in choice.events:
+                    if isinstance(event, Delta):
+                        logprobs = chat_logprobs(event.logprobs) if event.logprobs else None
+                        yield chunk(index, {"content": event.text}, logprobs=logprobs)
+                    elif isinstance(event, Finished):
+                        finished = event
+            yield chunk(index, {}, finish_reason=finished.reason if finished else "length")
+            completion_tokens += finished.completion_tokens if finished else 0
+        if include_usage:
+            yield sse({**base, "choices": [], "usage": usage(first.started.prompt_tokens, completion_tokens)})
+    except ServiceError as exc:
+        yield sse_error(exc)
+    finally:
+        await first.events.aclose()
+    yield SSE_DONE

@@ -1,0 +1,145 @@
+"""What chat and completions share: running choices, SSE framing, usage, error events."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from contextlib import aclosing
+from dataclasses import dataclass, field
+from typing import AsyncIterator
+
+from django.http import HttpResponse, StreamingHttpResponse
+
+from inference.events import Delta, Event, Finished, Started, TokenLogprob
+from inference.manager import get_manager
+from inference.params import GenerationRequest, ModelSpec
+from llmservice.errors import ServiceError, WrongModelKind
+
+from ..errors import error_body
+
+SSE_DONE = b"data: [DONE]\n\n"
+WRONG_KIND = "The model '{model}' is a {kind} model; it does not serve {endpoint}."
+
+
+def require_kind(spec: ModelSpec, kind: str, endpoint: str) -> None:
+    if spec.kind != kind:
+        raise WrongModelKind(WRONG_KIND.format(model=spec.name, kind=spec.kind, endpoint=endpoint), param="model")
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:24]}"
+
+
+def now() -> int:
+    return int(time.time())
+
+
+def envelope(ident: str, obj: str, created: int, spec: ModelSpec) -> dict:
+    """The fields every response object and chunk starts with, in the spec's order."""
+    return {"id": ident, "object": obj, "created": created, "model": spec.name, "system_fingerprint": f"fp_{spec.config_key}"}
+
+
+def sse(payload: dict) -> bytes:
+    return b"data: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n\n"
+
+
+def json_response(payload: dict, status: int = 200) -> HttpResponse:
+    return HttpResponse(json.dumps(payload), status=status, content_type="application/json")
+
+
+def sse_response(chunks: AsyncIterator[bytes]) -> StreamingHttpResponse:
+    response = StreamingHttpResponse(chunks, content_type="text/event-stream")
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"
+    return response
+
+
+def sse_error(exc: ServiceError) -> bytes:
+    """An error after the stream has started: the status is already sent, so it goes in-band."""
+    return sse(error_body(exc))
+
+
+@dataclass
+class Choice:
+    """One generation in progress: its event stream, opened and past its `Started` event."""
+
+    events: AsyncIterator[Event]
+    started: Started
+    text: list[str] = field(default_factory=list)
+    logprobs: list[TokenLogprob] = field(default_factory=list)
+    finished: Finished | None = None
+
+    async def collect(self) -> "Choice":
+        async with aclosing(self.events):
+            async for event in self.events:
+                self.absorb(event)
+        return self
+
+    def absorb(self, event: Event) -> None:
+        if isinstance(event, Delta):
+            self.text.append(event.text)
+            if event.logprobs:
+                self.logprobs.extend(event.logprobs)
+        elif isinstance(event, Finished):
+            self.finished = event
+
+    @property
+    def finish_reason(self) -> str:
+        return self.finished.reason if self.finished else "length"
+
+    @property
+    def completion_tokens(self) -> int:
+        return self.finished.completion_tokens if self.finished else 0
+
+
+async def open_choice(spec: ModelSpec, request: GenerationRequest) -> Choice:
+    """Queue a generation and wait until the prompt is accepted, so errors come before any byte."""
+    events = get_manager().generate(spec, request)
+    try:
+        first = await anext(events)
+    except BaseException:
+        await events.aclose()
+        raise
+    if not isinstance(first, Started):  # pragma: no cover - a backend bug
+        await events.aclose()
+        raise RuntimeError(f"backend sent {first!r} before Started")
+    return Choice(events=events, started=first)
+
+
+def usage(prompt_tokens: int, completion_tokens: int) -> dict:
+    return {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+    }
+
+
+def chat_logprobs(entries: list[TokenLogprob]) -> dict:
+    """https://platform.openai.com/docs/api-reference/chat/object#chat/object-choices"""
+    return {
+        "content": [
+            {
+                "token": e.token,
+                "logprob": e.logprob,
+                "bytes": e.bytes,
+                "top_logprobs": [{"token": t, "logprob": lp, "bytes": b} for t, lp, b in e.top],
+            }
+            for e in entries
+        ],
+        "refusal": None,
+    }
+
+
+def completion_logprobs(entries: list[TokenLogprob], offset: int) -> dict:
+    """The legacy completions shape: parallel lists, text offsets from `offset`."""
+    offsets = []
+    for e in entries:
+        offsets.append(offset)
+        offset += len(e.token)
+    return {
+        "tokens": [e.token for e in entries],
+        "token_logprobs": [e.logprob for e in entries],
+        "top_logprobs": [{t: lp for t, lp, _ in e.top} for e in entries],
+        "text_offset": offsets,
+    }

@@ -1,0 +1,28 @@
+"""Model cards: the OpenAI model object plus llmservice's per-tier extension fields.
+
+https://platform.openai.com/docs/api-reference/models/object
+"""
+
+from __future__ import annotations
+
+import os
+
+from inference.manager import WorkerStatus
+from registry.models import Tier
+
+
+def model_card(tier: Tier, status: WorkerStatus | None) -> dict:
+    return {
+        "id": tier.name,
+        "object": "model",
+        "created": int(tier.created_at.timestamp()),
+        "owned_by": "llmservice",
+        # --- llmservice extensions -----------------------------------------------------
+        "kind": tier.kind,
+        "backend": tier.backend,
+        "loaded": status is not None and status.state == "ready",
+        "state": status.state if status else "unloaded",
+        "load_time": round(status.load_seconds, 3) if status and status.load_seconds is not None else None,
+        "aliases": tier.alias_list,
+        "model_file": os.path.basename(tier.model_path.rstrip("/")),
+    }

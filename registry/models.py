@@ -1,0 +1,101 @@
+"""Tiers: named model configurations that clients use as OpenAI `model` names."""
+
+from __future__ import annotations
+
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+
+
+class Tier(models.Model):
+    class Kind(models.TextChoices):
+        CHAT = "chat", "Chat / completion model"
+        EMBEDDING = "embedding", "Embedding model"
+        RERANK = "rerank", "Reranker"
+
+    class Backend(models.TextChoices):
+        LLAMACPP = "llamacpp", "llama.cpp (GGUF)"
+
+    name = models.SlugField(max_length=64, unique=True, help_text="The OpenAI `model` name clients use.")
+    aliases = models.CharField(
+        max_length=512, blank=True, help_text="Other names for this tier, comma-separated."
+    )
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.CHAT)
+    backend = models.CharField(max_length=32, choices=Backend.choices, default=Backend.LLAMACPP)
+    model_path = models.CharField(max_length=1024, help_text="Path of the model file or directory.")
+    enabled = models.BooleanField(default=True)
+    description = models.CharField(max_length=255, blank=True)
+
+    # Load parameters: empty means the global setting (N_CTX, N_GPU_LAYERS, N_THREADS, N_BATCH).
+    n_ctx = models.PositiveIntegerField(null=True, blank=True, validators=[MinValueValidator(16)])
+    n_gpu_layers = models.IntegerField(null=True, blank=True, validators=[MinValueValidator(-1)])
+    n_threads = models.PositiveIntegerField(null=True, blank=True)
+    n_batch = models.PositiveIntegerField(null=True, blank=True, validators=[MinValueValidator(1)])
+    chat_format = models.CharField(
+        max_length=32, blank=True, help_text="Force a named chat format; empty uses the GGUF's template."
+    )
+
+    # Soft sampling defaults: used only when a request leaves the field out.
+    temperature = models.FloatField(
+        null=True, blank=True, validators=[MinValueValidator(0.0), MaxValueValidator(2.0)]
+    )
+    top_p = models.FloatField(null=True, blank=True, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)])
+    top_k = models.IntegerField(null=True, blank=True, validators=[MinValueValidator(0)])
+    min_p = models.FloatField(null=True, blank=True, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)])
+    max_tokens = models.PositiveIntegerField(null=True, blank=True, validators=[MinValueValidator(1)])
+    repeat_penalty = models.FloatField(null=True, blank=True, validators=[MinValueValidator(0.0)])
+    presence_penalty = models.FloatField(
+        null=True, blank=True, validators=[MinValueValidator(-2.0), MaxValueValidator(2.0)]
+    )
+    frequency_penalty = models.FloatField(
+        null=True, blank=True, validators=[MinValueValidator(-2.0), MaxValueValidator(2.0)]
+    )
+    stop = models.JSONField(default=list, blank=True, help_text='Default stop strings, a JSON list: ["\\n\\n"].')
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    SAMPLING_FIELDS = (
+        "temperature",
+        "top_p",
+        "top_k",
+        "min_p",
+        "max_tokens",
+        "repeat_penalty",
+        "presence_penalty",
+        "frequency_penalty",
+        "stop",
+    )
+    LOAD_FIELDS = ("n_ctx", "n_gpu_layers", "n_threads", "n_batch", "chat_format")
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def alias_list(self) -> list[str]:
+        return [a.strip() for a in self.aliases.split(",") if a.strip()]
+
+    def clean(self) -> None:
+        from django.core.exceptions import ValidationError
+
+        errors: dict[str, str] = {}
+        if not isinstance(self.stop, list) or not all(isinstance(s, str) for s in self.stop):
+            errors["stop"] = "Stop must be a JSON list of strings."
+        elif len(self.stop) > 4:
+            errors["stop"] = "At most 4 stop strings (as OpenAI allows)."
+        taken = {}
+        for other in Tier.objects.exclude(pk=self.pk):
+            taken[other.name] = other.name
+            for alias in other.alias_list:
+                taken[alias] = other.name
+        for alias in self.alias_list:
+            if alias == self.name:
+                errors["aliases"] = f"'{alias}' is this tier's own name."
+            elif alias in taken:
+                errors["aliases"] = f"'{alias}' already names tier '{taken[alias]}'."
+        if self.name in taken and taken[self.name] != self.name:
+            errors["name"] = f"'{self.name}' is an alias of tier '{taken[self.name]}'."
+        if errors:
+            raise ValidationError(errors)

@@ -1,0 +1,95 @@
+"""Reading tiers: resolving a client's `model` name and building the inference layer's spec."""
+
+from __future__ import annotations
+
+import os
+
+from django.conf import settings
+
+from inference.backends import backend_class
+from inference.params import ModelSpec
+from llmservice.errors import ModelNotFound, ServiceError
+
+from .models import Tier
+
+MODEL_NOT_FOUND = "The model '{model}' does not exist. GET /v1/models lists the tiers served here."
+MODEL_DISABLED = "The model '{model}' is disabled in the registry."
+
+
+def tier_spec(*, tier: Tier) -> ModelSpec:
+    """The tier's configuration as a frozen snapshot, global settings filling empty load fields."""
+    load = {
+        "n_ctx": tier.n_ctx or settings.N_CTX,
+        "n_gpu_layers": tier.n_gpu_layers if tier.n_gpu_layers is not None else settings.N_GPU_LAYERS,
+        "n_threads": tier.n_threads or settings.N_THREADS or None,
+        "n_batch": tier.n_batch or settings.N_BATCH,
+        "chat_format": tier.chat_format or None,
+    }
+    defaults = {f: getattr(tier, f) for f in Tier.SAMPLING_FIELDS}
+    if not defaults["stop"]:
+        defaults["stop"] = None
+    return ModelSpec(
+        name=tier.name,
+        backend=tier.backend,
+        kind=tier.kind,
+        model_path=tier.model_path,
+        load=load,
+        defaults={k: v for k, v in defaults.items() if v is not None},
+        aliases=tuple(tier.alias_list),
+    )
+
+
+def tier_match(*, tiers: list[Tier], model: str) -> Tier | None:
+    """The tier `model` names: by name, then alias, then model file name (with or without suffix)."""
+    for tier in tiers:
+        if tier.name == model:
+            return tier
+    for tier in tiers:
+        if model in tier.alias_list:
+            return tier
+    for tier in tiers:
+        filename = os.path.basename(tier.model_path.rstrip("/"))
+        if model and model in (filename, os.path.splitext(filename)[0]):
+            return tier
+    return None
+
+
+def tier_get(*, model: str) -> Tier:
+    tier = tier_match(tiers=list(Tier.objects.all()), model=model)
+    return _enabled_or_raise(tier, model)
+
+
+async def tier_aget(*, model: str) -> Tier:
+    tier = tier_match(tiers=[t async for t in Tier.objects.all()], model=model)
+    return _enabled_or_raise(tier, model)
+
+
+async def tier_spec_aget(*, model: str) -> ModelSpec:
+    """What a request for `model` runs on; 404 `model_not_found` for anything unknown."""
+    return tier_spec(tier=await tier_aget(model=model))
+
+
+def _enabled_or_raise(tier: Tier | None, model: str) -> Tier:
+    if tier is None:
+        raise ModelNotFound(MODEL_NOT_FOUND.format(model=model), param="model")
+    if not tier.enabled:
+        raise ModelNotFound(MODEL_DISABLED.format(model=model), param="model")
+    return tier
+
+
+def tier_list(*, enabled_only: bool = True) -> list[Tier]:
+    qs = Tier.objects.all()
+    return list(qs.filter(enabled=True) if enabled_only else qs)
+
+
+async def tier_alist(*, enabled_only: bool = True) -> list[Tier]:
+    qs = Tier.objects.all()
+    return [t async for t in (qs.filter(enabled=True) if enabled_only else qs)]
+
+
+def tier_problems(*, tier: Tier) -> list[str]:
+    """What would stop this tier from loading (missing file, unknown backend, ...)."""
+    try:
+        return backend_class(tier.backend).check(tier_spec(tier=tier))
+    except ServiceError as exc:
+        return [exc.message]

