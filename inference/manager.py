@@ -12,13 +12,14 @@ import logging
 import queue
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 from typing import AsyncIterator
 
 from llmservice.errors import InternalError, ModelUnavailable, ServiceError
 
 from .backends import backend_class
-from .events import Event, Failed, Finished
+from .events import Delta, Event, Failed, Finished
 from .params import GenerationRequest, ModelSpec
 
 logger = logging.getLogger(__name__)
@@ -44,19 +45,40 @@ class _Job:
 
 
 @dataclass(frozen=True)
+class RequestStat:
+    """How one finished request went (kept for the last RECENT requests of a worker)."""
+
+    seconds: float
+    first_token_seconds: float | None
+    completion_tokens: int
+
+    @property
+    def tokens_per_second(self) -> float | None:
+        decode = self.seconds - (self.first_token_seconds or 0.0)
+        return self.completion_tokens / decode if self.completion_tokens > 1 and decode > 0 else None
+
+
+@dataclass(frozen=True)
 class WorkerStatus:
     name: str
     backend: str
     state: str  # loading | ready | failed | retiring
     load_seconds: float | None
     requests: int
-    in_flight: int
+    in_flight: int  # queued + running
     last_used: float | None
     error: str | None
+    recent: tuple[RequestStat, ...] = ()
+
+    @property
+    def queued(self) -> int:
+        return max(0, self.in_flight - 1)
 
 
 class ModelWorker:
     """Owns one loaded model: loads it on its own thread, then serves its queue in order."""
+
+    RECENT = 50
 
     def __init__(self, spec: ModelSpec):
         self.spec = spec
@@ -66,6 +88,7 @@ class ModelWorker:
         self.requests = 0
         self.in_flight = 0
         self.last_used: float | None = None
+        self.recent: deque[RequestStat] = deque(maxlen=self.RECENT)
         self._accepting = True
         self._lock = threading.Lock()
         self._loaded = threading.Event()
@@ -108,6 +131,7 @@ class ModelWorker:
             in_flight=self.in_flight,
             last_used=self.last_used,
             error=self.error,
+            recent=tuple(self.recent),
         )
 
     # --- the owner thread ----------------------------------------------------------------
@@ -150,17 +174,23 @@ class ModelWorker:
         return backend
 
     def _serve(self, backend, job: _Job) -> None:
+        started = time.perf_counter()
+        first_token = None
         try:
             if job.cancelled.is_set():
                 return
             for event in backend.generate(job.request, job.cancelled.is_set):
                 job.emit(event)
-                if isinstance(event, Finished) and event.reason == "cancelled":
-                    logger.info(
-                        "%s: generation cancelled by the client after %d tokens",
-                        self.spec.name,
-                        event.completion_tokens,
-                    )
+                if first_token is None and isinstance(event, Delta):
+                    first_token = time.perf_counter() - started
+                elif isinstance(event, Finished):
+                    self.recent.append(RequestStat(time.perf_counter() - started, first_token, event.completion_tokens))
+                    if event.reason == "cancelled":
+                        logger.info(
+                            "%s: generation cancelled by the client after %d tokens",
+                            self.spec.name,
+                            event.completion_tokens,
+                        )
         except ServiceError as exc:
             job.emit(Failed(exc))
         except Exception:

