@@ -23,6 +23,35 @@ INTERNAL = "The server had an error while processing your request; see the serve
 
 # pydantic error type -> OpenAI error code
 _CODES = {"missing": "missing_required_parameter", "extra_forbidden": "unknown_parameter"}
+# pydantic puts union members in error locations ("str", "list[int]", "TextPart", or a
+# discriminator value such as a message role); they are not parameters a client sent.
+_TYPE_TAGS = {"str", "int", "float", "bool", "list", "dict", "none"}
+_DISCRIMINATOR_VALUES = {
+    "system", "developer", "user", "assistant", "tool",
+    "text", "image_url", "input_audio", "file", "refusal",
+}
+
+
+def param_path(loc: tuple | list) -> str | None:
+    """The client's name for an error location: `messages.0.content`, `temperature`."""
+    parts: list[str] = []
+    after_index = False
+    for i, part in enumerate(loc):
+        if isinstance(part, int):
+            parts.append(str(part))
+            after_index = True
+            continue
+        tag = (
+            "[" in part
+            or part in _TYPE_TAGS
+            or part[:1].isupper()
+            or part.startswith("function-")
+            or (after_index and part in _DISCRIMINATOR_VALUES and i + 1 < len(loc))
+        )
+        after_index = False
+        if not tag:
+            parts.append(part)
+    return ".".join(parts) or None
 
 
 def error_body(exc: ServiceError) -> dict:
@@ -34,12 +63,15 @@ def error_response(exc: ServiceError) -> HttpResponse:
 
 
 def from_validation_errors(errors: list[dict]) -> ServiceError:
-    """The first pydantic error as an OpenAI 400 naming the parameter (ninja would send a 422)."""
-    error = errors[0]
-    loc = [str(part) for part in error.get("loc", ())]
+    """The most specific pydantic error as an OpenAI 400 naming the parameter (ninja sends 422).
+
+    With unions pydantic reports one error per member; the deepest location is the one that
+    says what is actually wrong."""
+    error = max(errors, key=lambda e: len(e.get("loc", ())))
+    loc = list(error.get("loc", ()))
     if loc[:1] == ["body"]:
         loc = loc[2:]  # ("body", <argument name>, field, ...)
-    param = ".".join(loc) or None
+    param = param_path(loc)
     kind = error.get("type", "")
     if param is None and kind == "missing":
         message = EMPTY_BODY

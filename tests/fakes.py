@@ -18,16 +18,17 @@ class FakeBackend:
 
     loads = 0
     closes = 0
+    threads: set[str] = set()  # names of the threads generate() ran on
     lock = threading.Lock()
     n_ctx = 64
 
     def __init__(self, spec):
         self.spec = spec
-        self.threads: set[str] = set()
 
     @classmethod
     def reset(cls):
         cls.loads = cls.closes = 0
+        cls.threads = set()
 
     @classmethod
     def check(cls, spec):
@@ -44,7 +45,7 @@ class FakeBackend:
         return cls(spec)
 
     def generate(self, request, should_stop):
-        self.threads.add(threading.current_thread().name)
+        type(self).threads.add(threading.current_thread().name)
         prompt = request.prompt if request.messages is None else " ".join(m.content or "" for m in request.messages)
         prompt_tokens = len(str(prompt).split())
         if prompt_tokens >= self.n_ctx:

@@ -1,0 +1,155 @@
+"""End to end: a real uvicorn server, the real SmolLM2 model, the official `openai` client."""
+
+import json
+import re
+
+import httpx
+import openai
+import pytest
+
+from tests.server import LiveServer
+
+pytestmark = pytest.mark.e2e
+
+USER = [{"role": "user", "content": "Name three colours."}]
+EOG_BAN = {"0": -100, "2": -100, "4": -100}  # SmolLM2's end-of-generation tokens
+
+
+@pytest.fixture(scope="module")
+def client(llm_server):
+    return openai.OpenAI(base_url=llm_server.base_url + "/v1", api_key="unused", max_retries=0, timeout=60)
+
+
+def test_lazy_loading_is_visible_in_models_list(tmp_path):
+    server = LiveServer(tmp_path).start()
+    try:
+        log = server.wait_for_log("Lazy loading enabled for 1 model configurations")
+        assert "Loaded light model" not in log
+        c = openai.OpenAI(base_url=server.base_url + "/v1", api_key="unused", max_retries=0)
+        before = c.models.list().data
+        assert [m.id for m in before] == ["light"]
+        assert before[0].model_extra["loaded"] is False
+        assert httpx.get(server.base_url + "/health").json()["loaded"] == []
+
+        c.chat.completions.create(model="light", messages=USER, max_tokens=2)
+        after = c.models.retrieve("light")
+        assert after.model_extra["loaded"] is True and after.model_extra["load_time"] > 0
+        assert re.search(r"Loaded light model in \d+\.\d\ds", server.log())
+        assert httpx.get(server.base_url + "/health").json()["loaded"] == ["light"]
+    finally:
+        server.stop()
+
+
+def test_chat_completion(client):
+    reply = client.chat.completions.create(model="light", messages=USER, max_tokens=16, temperature=0)
+    choice = reply.choices[0]
+    assert reply.object == "chat.completion" and reply.model == "light"
+    assert choice.message.role == "assistant" and choice.message.content
+    assert choice.finish_reason in ("stop", "length")
+    assert reply.usage.completion_tokens <= 16 and reply.usage.total_tokens == reply.usage.prompt_tokens + reply.usage.completion_tokens
+
+
+def test_alias_and_file_name_resolve(client):
+    for model in ("small", "SmolLM2-135M-Instruct.Q4_1.gguf"):
+        assert client.chat.completions.create(model=model, messages=USER, max_tokens=1).model == "light"
+
+
+def test_streaming_chat_with_usage(client):
+    chunks = list(
+        client.chat.completions.create(
+            model="light", messages=USER, max_tokens=12, temperature=0, stream=True, stream_options={"include_usage": True}
+        )
+    )
+    assert chunks[0].choices[0].delta.role == "assistant"
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    finishes = [c.choices[0].finish_reason for c in chunks if c.choices]
+    assert finishes[-1] in ("stop", "length") and all(f is None for f in finishes[:-1])
+    assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens <= 12
+    # the same greedy request without streaming gives the same text
+    whole = client.chat.completions.create(model="light", messages=USER, max_tokens=12, temperature=0)
+    assert text == whole.choices[0].message.content
+
+
+def test_logprobs_and_n(client):
+    reply = client.chat.completions.create(
+        model="light", messages=USER, max_tokens=5, logprobs=True, top_logprobs=2, n=2, seed=1
+    )
+    assert len(reply.choices) == 2
+    content = reply.choices[0].logprobs.content
+    assert content and all(len(t.top_logprobs) == 2 and t.logprob <= 0 for t in content)
+
+
+def test_completions_and_streamed_completions(client):
+    reply = client.completions.create(model="light", prompt=["Once upon a time", "The sky is"], max_tokens=6, temperature=0)
+    assert [c.index for c in reply.choices] == [0, 1] and all(c.text for c in reply.choices)
+    streamed = "".join(
+        c.choices[0].text for c in client.completions.create(model="light", prompt="Once upon a time", max_tokens=6, temperature=0, stream=True) if c.choices
+    )
+    assert streamed == reply.choices[0].text
+
+
+def test_unknown_model_is_404(client):
+    with pytest.raises(openai.NotFoundError) as info:
+        client.chat.completions.create(model="gpt-4o", messages=USER)
+    assert info.value.body["code"] == "model_not_found" and info.value.body["param"] == "model"
+
+
+@pytest.mark.parametrize(
+    "kwargs, param",
+    [
+        ({"temperature": 2.5}, "temperature"),
+        ({"max_tokens": -1}, "max_tokens"),
+        ({"messages": []}, "messages"),
+        ({"temperature": "warm"}, "temperature"),
+        ({"top_p": -0.1}, "top_p"),
+        ({"extra_body": {"mystery": 1}}, "mystery"),
+    ],
+)
+def test_bad_inputs_are_400_with_the_envelope(client, kwargs, param):
+    args = {"model": "light", "messages": USER, **kwargs}
+    with pytest.raises(openai.BadRequestError) as info:
+        client.chat.completions.create(**args)
+    assert info.value.status_code == 400
+    assert info.value.body["param"] == param and info.value.body["type"] == "invalid_request_error"
+
+
+def test_malformed_json_is_400_with_the_envelope(llm_server):
+    r = httpx.post(llm_server.base_url + "/v1/chat/completions", content=b'{"model": "light", "messages": [', headers={"Content-Type": "application/json"})
+    assert r.status_code == 400 and set(r.json()["error"]) == {"message", "type", "param", "code"}
+
+
+def test_prompt_longer_than_the_context_is_context_length_exceeded(client):
+    with pytest.raises(openai.BadRequestError) as info:
+        client.chat.completions.create(model="light", messages=[{"role": "user", "content": "hello " * 3000}])
+    assert info.value.body["code"] == "context_length_exceeded"
+
+
+def test_disconnect_mid_stream_stops_generation_and_frees_the_queue(llm_server, client):
+    payload = {"model": "light", "prompt": "Count forever: 1, 2, 3,", "max_tokens": 1500, "temperature": 0, "logit_bias": EOG_BAN, "stream": True}
+    with httpx.stream("POST", llm_server.base_url + "/v1/completions", json=payload, timeout=60) as r:
+        assert r.status_code == 200
+        lines = r.iter_lines()
+        received = [next(lines) for _ in range(6)]
+    assert any(line.startswith("data: ") for line in received)
+    # the server noticed, stopped within a few tokens of the disconnect, and logged it
+    log = llm_server.wait_for_log("generation cancelled by the client after")
+    tokens = int(re.findall(r"generation cancelled by the client after (\d+) tokens", log)[-1])
+    assert tokens < 100
+    # the next request on the tier is served (not stuck behind 1500 tokens of a gone client)
+    reply = client.chat.completions.create(model="light", messages=USER, max_tokens=3)
+    assert reply.choices[0].message.content is not None
+    health = httpx.get(llm_server.base_url + "/health").json()
+    assert health["tiers"]["light"]["loaded"] is True
+
+
+def test_a_new_request_never_interrupts_a_running_stream(llm_server, client):
+    payload = {"model": "light", "prompt": "Count: 1, 2, 3,", "max_tokens": 60, "temperature": 0, "logit_bias": EOG_BAN, "stream": True}
+    with httpx.stream("POST", llm_server.base_url + "/v1/completions", json=payload, timeout=60) as r:
+        lines = r.iter_lines()
+        first = next(line for line in lines if line.startswith("data: "))
+        other = client.completions.create(model="light", prompt="Hi", max_tokens=3)  # queued behind the stream
+        rest = [line for line in lines if line.startswith("data: ")]
+    events = [json.loads(line[6:]) for line in [first, *rest] if line != "data: [DONE]"]
+    assert rest[-1] == "data: [DONE]"
+    assert events[-1]["choices"][0]["finish_reason"] == "length"  # the stream ran to its full 60 tokens
+    assert other.choices[0].text is not None

@@ -1,0 +1,142 @@
+"""The HTTP layer through Django's async client, with the fake backend."""
+
+import json
+
+import pytest
+
+from tests.openai_api.conftest import assert_error
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+CHAT = "/v1/chat/completions"
+USER = [{"role": "user", "content": "hi"}]
+
+
+async def sse_events(response):
+    body = b"".join([chunk async for chunk in response.streaming_content]).decode()
+    frames = [f for f in body.split("\n\n") if f]
+    assert all(f.startswith("data: ") for f in frames)
+    assert frames[-1] == "data: [DONE]"
+    return [json.loads(f[6:]) for f in frames[:-1]]
+
+
+async def test_chat_completion_object(post, fake_tier, manager):
+    r = await post(CHAT, {"model": "fake", "messages": USER, "max_tokens": 3})
+    assert r.status_code == 200
+    body = json.loads(r.content)
+    assert body["object"] == "chat.completion" and body["model"] == "fake" and body["id"].startswith("chatcmpl-")
+    assert body["choices"] == [
+        {"index": 0, "message": {"role": "assistant", "content": "w0 w1 w2 ", "refusal": None}, "logprobs": None, "finish_reason": "length"}
+    ]
+    assert body["usage"] == {"prompt_tokens": 1, "completion_tokens": 3, "total_tokens": 4}
+
+
+async def test_alias_resolves_to_the_tier(post, fake_tier, manager):
+    r = await post(CHAT, {"model": "pretend", "messages": USER, "max_tokens": 1})
+    assert json.loads(r.content)["model"] == "fake"
+
+
+async def test_text_content_parts_are_joined(post, fake_tier, manager):
+    messages = [{"role": "user", "content": [{"type": "text", "text": "a b"}, {"type": "text", "text": " c"}]}]
+    r = await post(CHAT, {"model": "fake", "messages": messages, "max_tokens": 1})
+    assert json.loads(r.content)["usage"]["prompt_tokens"] == 3
+
+
+async def test_n_choices(post, fake_tier, manager):
+    r = await post(CHAT, {"model": "fake", "messages": USER, "max_tokens": 2, "n": 3, "seed": 5})
+    body = json.loads(r.content)
+    assert [c["index"] for c in body["choices"]] == [0, 1, 2]
+    assert body["usage"]["completion_tokens"] == 6
+
+
+async def test_stream_chunks_role_first_finish_last_then_usage(post, fake_tier, manager):
+    r = await post(CHAT, {"model": "fake", "messages": USER, "max_tokens": 2, "stream": True, "stream_options": {"include_usage": True}})
+    assert r.status_code == 200 and r["Content-Type"] == "text/event-stream"
+    events = await sse_events(r)
+    assert all(e["object"] == "chat.completion.chunk" for e in events)
+    assert len({e["id"] for e in events}) == 1
+    assert events[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
+    assert [e["choices"][0]["delta"].get("content") for e in events[1:3]] == ["w0 ", "w1 "]
+    assert events[3]["choices"][0]["finish_reason"] == "length"
+    assert all(e["choices"][0]["finish_reason"] is None for e in events[:3])
+    assert events[4]["choices"] == [] and events[4]["usage"]["total_tokens"] == 3
+    assert all(e["usage"] is None for e in events[:4])
+
+
+async def test_stream_without_include_usage_has_no_usage(post, fake_tier, manager):
+    events = await sse_events(await post(CHAT, {"model": "fake", "messages": USER, "max_tokens": 1, "stream": True}))
+    assert all("usage" not in e for e in events)
+
+
+@pytest.mark.parametrize(
+    "change, param, code",
+    [
+        ({"messages": []}, "messages", "invalid_value"),
+        ({"messages": "hi"}, "messages", "invalid_type"),
+        ({"messages": [{"role": "wizard", "content": "x"}]}, "messages.0", None),
+        ({"messages": [{"role": "user"}]}, "messages.0.content", "missing_required_parameter"),
+        ({"messages": [{"role": "user", "content": [{"type": "text"}]}]}, "messages.0.content.0.text", "missing_required_parameter"),
+        ({"messages": [{"role": "assistant", "tool_calls": [{"id": "1", "function": {"name": "f"}}]}]}, "messages.0.tool_calls.0.function.arguments", "missing_required_parameter"),
+        ({"temperature": 3}, "temperature", "invalid_value"),
+        ({"temperature": "hot"}, "temperature", None),
+        ({"top_p": 1.5}, "top_p", "invalid_value"),
+        ({"max_tokens": -1}, "max_tokens", "invalid_value"),
+        ({"max_tokens": 0}, "max_tokens", "invalid_value"),
+        ({"max_completion_tokens": "ten"}, "max_completion_tokens", None),
+        ({"n": 0}, "n", "invalid_value"),
+        ({"presence_penalty": -3}, "presence_penalty", "invalid_value"),
+        ({"top_logprobs": 21, "logprobs": True}, "top_logprobs", "invalid_value"),
+        ({"top_logprobs": 2}, "top_logprobs", "invalid_value"),
+        ({"stop": ["a", "b", "c", "d", "e"]}, "stop", "invalid_value"),
+        ({"logit_bias": {"abc": 1}}, "logit_bias", "invalid_value"),
+        ({"logit_bias": {"5": 101}}, "logit_bias", "invalid_value"),
+        ({"stream_options": {"include_usage": True}}, "stream_options", "invalid_value"),
+        ({"frobnicate": True}, "frobnicate", "unknown_parameter"),
+        ({"audio": {"voice": "x"}}, "audio", "unsupported_parameter"),
+        ({"modalities": ["text", "audio"]}, "modalities", "unsupported_parameter"),
+        ({"store": True}, "store", "unsupported_parameter"),
+        ({"functions": [{"name": "f"}]}, "functions", "unsupported_parameter"),
+        ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "http://x"}}]}]}, "messages.0.content.0", "unsupported_parameter"),
+    ],
+)
+async def test_bad_chat_inputs_get_the_envelope(post, fake_tier, manager, change, param, code):
+    r = await post(CHAT, {"model": "fake", "messages": USER, **change})
+    assert_error(r, 400, code=code, param=param)
+
+
+async def test_missing_model_parameter(post, fake_tier):
+    assert_error(await post(CHAT, {"messages": USER}), 400, code="missing_required_parameter", param="model")
+
+
+@pytest.mark.parametrize("raw", ['{"model": "fake", "messages": [', "not json", "[1, 2]", '"text"', "", "null"])
+async def test_malformed_bodies_get_the_envelope(post, fake_tier, raw):
+    assert_error(await post(CHAT, None, raw=raw), 400)
+
+
+async def test_unknown_model_is_404(post, fake_tier):
+    assert_error(await post(CHAT, {"model": "gpt-4o", "messages": USER}), 404, code="model_not_found", param="model")
+
+
+async def test_model_that_fails_to_load_is_503(post, fake_tier, manager):
+    fake_tier.model_path = "missing"
+    await fake_tier.asave()
+    error = assert_error(await post(CHAT, {"model": "fake", "messages": USER}), 503, code="model_unavailable")
+    assert "model file not found" in error["message"]
+
+
+async def test_prompt_too_long_is_context_length_exceeded(post, fake_tier, manager):
+    messages = [{"role": "user", "content": "word " * 100}]
+    assert_error(await post(CHAT, {"model": "fake", "messages": messages}), 400, code="context_length_exceeded", param="messages")
+    stream = await post(CHAT, {"model": "fake", "messages": messages, "stream": True})
+    assert_error(stream, 400, code="context_length_exceeded")  # refused before the stream starts
+
+
+async def test_non_chat_tier_refuses_chat(post, fake_tier):
+    fake_tier.kind = "embedding"
+    await fake_tier.asave()
+    assert_error(await post(CHAT, {"model": "fake", "messages": USER}), 400, code="model_not_supported", param="model")
+
+
+async def test_unknown_route_and_wrong_method_get_the_envelope(client):
+    assert_error(await client.get("/v1/nothing"), 404)
+    assert_error(await client.get(CHAT), 405)
