@@ -20,4 +20,5 @@ class Command(BaseCommand):
             log_level=settings.LOG_LEVEL.lower(),
             # One process owns the models: several workers would each load their own copy.
             workers=1,
+            lifespan="off",  # Django has no lifespan handlers
         )
