@@ -15,6 +15,7 @@ import json
 import logging
 import threading
 import time
+import uuid
 from collections import OrderedDict, defaultdict
 from dataclasses import dataclass
 from typing import Any, AsyncIterator, Awaitable, Callable
@@ -225,7 +226,7 @@ def _mark(response: HttpResponse, outcome: str) -> HttpResponse:
 
 def _hit_response(entry: Entry, *, stream: bool, include_usage: bool, endpoint: str) -> HttpResponse:
     prefix = "chatcmpl" if endpoint == "chat" else "cmpl"
-    payload = {**entry.response, "id": f"{prefix}-cached-{int(time.time() * 1000):x}", "created": int(time.time())}
+    payload = {**entry.response, "id": f"{prefix}-{uuid.uuid4().hex[:24]}", "created": int(time.time())}
     if stream:
         response = StreamingHttpResponse(replay_sse(payload, endpoint=endpoint, include_usage=include_usage),
                                          content_type="text/event-stream")

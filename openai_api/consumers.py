@@ -45,6 +45,8 @@ async def _publish() -> None:
 class StatusConsumer(AsyncJsonWebsocketConsumer):
     """Accepts staff users only; sends a snapshot at once, then whatever the publisher sends."""
 
+    watching = False
+
     async def connect(self) -> None:
         global _watchers, _publisher
         user = self.scope.get("user")
@@ -54,15 +56,17 @@ class StatusConsumer(AsyncJsonWebsocketConsumer):
         await self.channel_layer.group_add(GROUP, self.channel_name)
         await self.accept()
         await self.send_json(await status_snapshot())
+        self.watching = True
         _watchers += 1
         if _publisher is None or _publisher.done():
             _publisher = asyncio.get_running_loop().create_task(_publish())
 
     async def disconnect(self, code: int) -> None:
         global _watchers
-        if self.channel_name and self.scope.get("user") and self.scope["user"].is_staff:
-            await self.channel_layer.group_discard(GROUP, self.channel_name)
+        if self.watching:
+            self.watching = False
             _watchers = max(0, _watchers - 1)
+        await self.channel_layer.group_discard(GROUP, self.channel_name)
 
     async def status_update(self, event: dict) -> None:
         await self.send_json(event["snapshot"])

@@ -34,6 +34,7 @@ ENV_FIELDS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "KIND": ("kind", str),
     "ALIASES": ("aliases", str),
     "ENABLED": ("enabled", lambda v: v.strip().lower() in ("1", "true", "yes", "on")),
+    "CACHE_ENABLED": ("cache_enabled", lambda v: v.strip().lower() in ("1", "true", "yes", "on")),
     "N_CTX": ("n_ctx", int),
     "N_GPU_LAYERS": ("n_gpu_layers", int),
     "N_THREADS": ("n_threads", int),

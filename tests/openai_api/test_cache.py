@@ -153,3 +153,50 @@ def test_assembler_merges_tool_call_deltas_and_replay_round_trips():
             again.feed(event)
     assert again.result()["choices"] == result["choices"]
     assert again.result()["usage"] == result["usage"]
+
+
+async def test_the_lru_evicts_to_the_database_which_still_answers(tier, settings):
+    settings.CACHE_MAX_SIZE = 1
+    await post(CHAT, chat_body())
+    await post(CHAT, chat_body(max_tokens=2))  # evicts the first from memory
+    assert sum(m["entries"] for m in response_cache.memory_stats().values()) == 1
+    assert (await post(CHAT, chat_body()))["X-Cache"] == "HIT"  # from the database
+
+
+async def test_memory_only_when_not_persisted(tier, settings):
+    settings.CACHE_PERSIST_TO_DISK = False
+    settings.CACHE_MAX_SIZE = 1
+    await post(CHAT, chat_body())
+    assert (await post(CHAT, chat_body()))["X-Cache"] == "HIT"
+    assert await CachedResponse.objects.acount() == 0
+    await post(CHAT, chat_body(max_tokens=2))
+    assert (await post(CHAT, chat_body()))["X-Cache"] == "MISS"  # evicted, and nowhere else
+
+
+async def test_expired_entries_are_not_served_and_can_be_cleared(tier):
+    await post(CHAT, chat_body())
+    for entry in response_cache._entries.values():  # age the entry instead of sleeping
+        entry.expires = 0
+    await CachedResponse.objects.aupdate(expires_at="2000-01-01T00:00:00Z")
+    assert (await post(CHAT, chat_body()))["X-Cache"] == "MISS"
+    await CachedResponse.objects.aupdate(expires_at="2000-01-01T00:00:00Z")
+    assert await sync_to_async(cached_response_clear)(expired_only=True) == 1
+
+
+async def test_errors_are_not_cached_and_keep_the_envelope(tier):
+    bad = await post(CHAT, chat_body(model="nope"))
+    assert bad.status_code == 404 and json.loads(bad.content)["error"]["code"] == "model_not_found"
+    long = await post(CHAT, chat_body(messages=[{"role": "user", "content": "w " * 100}]))
+    assert long.status_code == 400 and await CachedResponse.objects.acount() == 0
+
+
+async def test_cache_stats_endpoint(tier, settings):
+    settings.INTERNAL_TOKEN = "t"
+    await post(CHAT, chat_body())
+    await post(CHAT, chat_body())
+    assert (await AsyncClient().get("/internal/cache/stats")).status_code == 401
+    stats = json.loads((await AsyncClient().get("/internal/cache/stats", headers={"Authorization": "Bearer t"})).content)
+    assert (stats["hits"], stats["misses"], stats["hit_rate"]) == (1, 1, 0.5)
+    assert stats["memory_entries"] == stats["database_entries"] == 1
+    assert stats["memory_bytes"] == stats["database_bytes"] > 0
+    assert stats["tiers"]["fake"]["hit_rate"] == 0.5 and stats["tiers"]["fake"]["database_entries"] == 1
