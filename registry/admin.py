@@ -11,6 +11,7 @@ import time
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.utils.html import format_html
 
 from inference.backends.llamacpp import CHAT_FORMATS
@@ -133,6 +134,16 @@ class CachedResponseAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request) -> bool:
         return False  # entries are made by requests, never by hand
+
+    def changelist_view(self, request, extra_context=None):
+        # "Clear all expired entries" needs no selection: Django's action machinery wants one.
+        if request.method == "POST" and request.POST.get("action") == "clear_expired":
+            if not request.POST.getlist(ACTION_CHECKBOX_NAME):
+                post = request.POST.copy()
+                post.setlist(ACTION_CHECKBOX_NAME, ["0"])
+                post["select_across"] = "1"
+                request.POST = post
+        return super().changelist_view(request, extra_context)
 
     def has_change_permission(self, request, obj=None) -> bool:
         return False

@@ -114,3 +114,12 @@ def test_the_cache_admin_lists_searches_shows_and_deletes(admin_client, light):
 def test_admin_needs_a_login():
     assert Client().get("/admin/registry/tier/").status_code == 302
     assert Client().get("/status/").status_code == 302
+
+
+def test_clear_expired_needs_no_selection(admin_client, light):
+    ask(admin_client, max_tokens=1)
+    ask(admin_client, max_tokens=1, messages=[{"role": "user", "content": "Another"}])
+    CachedResponse.objects.filter(prompt_text__contains="Another").update(expires_at="2000-01-01T00:00:00Z")
+    response = admin_client.post("/admin/registry/cachedresponse/", {"action": "clear_expired", "index": "0"}, follow=True)
+    assert "Deleted 1 expired entries." in response.content.decode()
+    assert CachedResponse.objects.count() == 1
