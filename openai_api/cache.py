@@ -259,7 +259,7 @@ async def cached_call(
         if entry is None and key in response_cache.inflight:
             try:  # single flight: an identical request is generating; wait for its answer
                 await asyncio.wait_for(asyncio.shield(response_cache.inflight[key]), FOLLOWER_WAIT_SECONDS)
-            except (asyncio.TimeoutError, asyncio.CancelledError):
+            except asyncio.TimeoutError:
                 pass
             entry = await cache_lookup(key)
         if entry is not None:
@@ -298,7 +298,26 @@ async def cached_call(
             release()
         return _mark(response, MISS)
     response.streaming_content = _capture(response.streaming_content, endpoint, include_usage, store, release)
+    _release_on_close(response, release)
     return _mark(response, MISS)
+
+
+def _release_on_close(response: HttpResponse, release: Callable[[], None]) -> None:
+    """Free the followers even if the stream is never iterated (a client gone before the first
+    byte): Django always closes the response, from a worker thread."""
+    loop = asyncio.get_running_loop()
+    close = response.close
+
+    def close_and_release() -> None:
+        try:
+            close()
+        finally:
+            try:
+                loop.call_soon_threadsafe(release)
+            except RuntimeError:  # the loop is closed: nobody is waiting any more
+                pass
+
+    response.close = close_and_release
 
 
 async def _capture(
