@@ -278,6 +278,10 @@ async def cached_call(
                 leader.set_result(None)
 
     async def store(response_obj: dict) -> None:
+        fingerprint = response_obj.get("system_fingerprint")
+        if fingerprint and fingerprint != f"fp_{spec.config_key}":
+            logger.info("%s: tier edited while answering; answer not cached", tier.name)
+            return  # made under another configuration than the key says
         await cache_store(key=key, tier=tier.name, endpoint=endpoint, config_key=spec.config_key,
                           request=normalized, response=response_obj)
 

@@ -200,3 +200,25 @@ async def test_cache_stats_endpoint(tier, settings):
     assert stats["memory_entries"] == stats["database_entries"] == 1
     assert stats["memory_bytes"] == stats["database_bytes"] > 0
     assert stats["tiers"]["fake"]["hit_rate"] == 0.5 and stats["tiers"]["fake"]["database_entries"] == 1
+
+
+async def test_several_choices_round_trip_through_the_cache(tier):
+    miss = await post(CHAT, chat_body(n=2, seed=1, stream=True))
+    streamed = [e for e in sse_events(b"".join([c async for c in miss.streaming_content])) if e]
+    hit = json.loads((await post(CHAT, chat_body(n=2, seed=1))).content)
+    assert [c["index"] for c in hit["choices"]] == [0, 1]
+    assert [c["finish_reason"] for c in hit["choices"]] == ["length", "length"]
+    assert {c["index"] for e in streamed for c in e["choices"]} == {0, 1}
+    assert hit["usage"]["completion_tokens"] == 6
+
+
+async def test_a_stream_the_client_abandons_is_not_stored(tier):
+    response = await post(CHAT, chat_body(stream=True, max_tokens=5))
+    stream = response.streaming_content
+    await anext(stream)
+    await stream.aclose()
+    response.close()  # as Django's handler does once the client is gone
+    await asyncio.sleep(0)
+    assert await CachedResponse.objects.acount() == 0
+    assert response_cache.inflight == {}
+    assert (await post(CHAT, chat_body(max_tokens=5)))["X-Cache"] == "MISS"
