@@ -21,6 +21,8 @@ $(VENV)/.installed: requirements.txt requirements-models.txt | $(BIN)/python
 
 $(VENV)/.installed-test: $(VENV)/.installed requirements-test.txt
 	$(PIP) install -r requirements-test.txt
+	@# The status page test drives Debian's chromium (Playwright never downloads a browser).
+	test -x /usr/bin/chromium || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium)
 	touch $@
 
 install: $(VENV)/.installed

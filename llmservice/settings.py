@@ -93,6 +93,33 @@ INFERENCE_BACKENDS = {
     "llamacpp": "inference.backends.llamacpp.LlamaCppBackend",
 }
 
+# --- Response cache (openai_api/cache.py) --------------------------------------------------
+ENABLE_CACHE = env.bool("ENABLE_CACHE", default=True)  # exact-match cache of chat/completion responses
+CACHE_MAX_SIZE = env.int("CACHE_MAX_SIZE", default=1000)  # entries kept in the in-memory LRU
+CACHE_TTL_SECONDS = env.int("CACHE_TTL_SECONDS", default=86400)  # an entry's lifetime (memory and database)
+CACHE_PERSIST_TO_DISK = env.bool("CACHE_PERSIST_TO_DISK", default=True)  # also store entries in the database
+# Which requests are cached: "deterministic" (temperature 0 or a seed), "all", or "none".
+CACHE_REQUESTS = env.str("CACHE_REQUESTS", default="deterministic")
+
+# --- Internal endpoints (/internal/*) used by the warm/unload/status/clearcache commands ------
+# Bearer token the commands send; empty: derived from SECRET_KEY, so commands sharing the
+# server's settings authenticate with no extra configuration.
+INTERNAL_TOKEN = env.str("INTERNAL_TOKEN", default="")
+# Where the commands find the running server; empty: http://HOST:PORT.
+INTERNAL_URL = env.str("INTERNAL_URL", default="")
+
+# --- Live status page (Channels) -----------------------------------------------------------
+REDIS_URL = env.str("REDIS_URL", default="")  # empty: in-memory channel layer (one process)
+CHANNEL_LAYERS = {
+    "default": (
+        {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [REDIS_URL]}}
+        if REDIS_URL
+        else {"BACKEND": "channels.layers.InMemoryChannelLayer"}
+    )
+}
+STATUS_INTERVAL_SECONDS = env.float("STATUS_INTERVAL_SECONDS", default=1.0)  # status page refresh period
+LOGIN_URL = "/admin/login/"
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

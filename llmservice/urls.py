@@ -2,9 +2,13 @@ from django.contrib import admin
 from django.urls import path
 
 from openai_api.api import api, health
+from openai_api.consumers import status_page
+from openai_api.routers.internal import internal_api
 
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("health", health, name="health"),
+    path("status/", status_page, name="status"),
+    path("internal/", internal_api.urls),
     path("v1/", api.urls),
 ]

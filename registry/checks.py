@@ -25,3 +25,29 @@ def tier_models_loadable(app_configs=None, **kwargs):
         for tier in tiers
         if (problems := tier_problems(tier=tier))
     ]
+
+
+CACHE_POLICIES = ("deterministic", "all", "none")
+
+
+@register()
+def cache_and_channel_settings(app_configs=None, **kwargs):
+    """Invalid cache or channel-layer settings are reported by `manage.py check` and at start-up."""
+    from django.conf import settings
+    from django.core.checks import Error
+
+    errors = []
+    if settings.CACHE_REQUESTS not in CACHE_POLICIES:
+        errors.append(
+            Error(f"CACHE_REQUESTS={settings.CACHE_REQUESTS!r} is not one of {', '.join(CACHE_POLICIES)}.", id="registry.E001")
+        )
+    if settings.CACHE_MAX_SIZE < 0 or settings.CACHE_TTL_SECONDS <= 0:
+        errors.append(Error("CACHE_MAX_SIZE must be >= 0 and CACHE_TTL_SECONDS > 0.", id="registry.E002"))
+    if settings.REDIS_URL:
+        try:
+            import channels_redis  # noqa: F401
+        except ImportError:
+            errors.append(
+                Error("REDIS_URL is set but channels-redis is not installed.", hint="pip install channels-redis", id="registry.E003")
+            )
+    return errors

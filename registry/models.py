@@ -24,6 +24,9 @@ class Tier(models.Model):
     model_path = models.CharField(max_length=1024, help_text="Path of the model file or directory.")
     enabled = models.BooleanField(default=True)
     description = models.CharField(max_length=255, blank=True)
+    cache_enabled = models.BooleanField(
+        default=True, help_text="Answer repeated requests from the response cache (when ENABLE_CACHE is on)."
+    )
 
     # Load parameters: empty means the global setting (N_CTX, N_GPU_LAYERS, N_THREADS, N_BATCH).
     n_ctx = models.PositiveIntegerField(null=True, blank=True, validators=[MinValueValidator(16)])
@@ -99,3 +102,34 @@ class Tier(models.Model):
             errors["name"] = f"'{self.name}' is an alias of tier '{taken[self.name]}'."
         if errors:
             raise ValidationError(errors)
+
+
+class CachedResponse(models.Model):
+    """One cached answer: the normalized request, the response as a non-streaming JSON object.
+
+    The key hashes the whole request with the tier's `config_key`, so an edited tier never
+    matches entries made under its old configuration (they just expire).
+    """
+
+    class Endpoint(models.TextChoices):
+        CHAT = "chat", "Chat completions"
+        COMPLETIONS = "completions", "Completions"
+
+    key = models.CharField(max_length=64, unique=True)
+    tier = models.ForeignKey(Tier, on_delete=models.CASCADE, related_name="cached_responses")
+    endpoint = models.CharField(max_length=16, choices=Endpoint.choices)
+    config_key = models.CharField(max_length=32, help_text="The tier's configuration when this was made.")
+    request = models.JSONField(help_text="The normalized request body.")
+    response = models.JSONField(help_text="The response, as a non-streaming OpenAI object.")
+    prompt_text = models.TextField(blank=True, help_text="The messages or prompt as text, for searching.")
+    size_bytes = models.PositiveIntegerField(default=0)
+    hits = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "cached response"
+
+    def __str__(self) -> str:
+        return f"{self.tier.name}/{self.endpoint} {self.key[:12]}"

@@ -5,12 +5,14 @@ from __future__ import annotations
 import os
 
 from django.conf import settings
+from django.db.models import Count, Sum
+from django.utils import timezone
 
 from inference.backends import backend_class
 from inference.params import ModelSpec
 from llmservice.errors import ModelNotFound, ServiceError
 
-from .models import Tier
+from .models import CachedResponse, Tier
 
 MODEL_NOT_FOUND = "The model '{model}' does not exist. GET /v1/models lists the tiers served here."
 MODEL_DISABLED = "The model '{model}' is disabled in the registry."
@@ -93,3 +95,19 @@ def tier_problems(*, tier: Tier) -> list[str]:
         return backend_class(tier.backend).check(tier_spec(tier=tier))
     except ServiceError as exc:
         return [exc.message]
+
+
+# --- Cached responses -------------------------------------------------------------------------
+def cached_response_get(*, key: str) -> CachedResponse | None:
+    """The unexpired entry for `key`, or None."""
+    return CachedResponse.objects.filter(key=key, expires_at__gt=timezone.now()).select_related("tier").first()
+
+
+def cached_response_stats() -> dict[str, dict[str, int]]:
+    """Per tier: entries, bytes and hits stored in the database."""
+    rows = CachedResponse.objects.values("tier__name").annotate(
+        entries=Count("id"), bytes=Sum("size_bytes"), hits=Sum("hits")
+    )
+    return {
+        r["tier__name"]: {"entries": r["entries"], "bytes": r["bytes"] or 0, "hits": r["hits"] or 0} for r in rows
+    }

@@ -9,15 +9,19 @@ import json
 import logging
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, Callable, Mapping
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
 
 from inference.bundled import smollm2_gguf
 
-from .models import Tier
+from .models import CachedResponse, Tier
+from .signals import cached_responses_cleared
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +34,7 @@ ENV_FIELDS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "KIND": ("kind", str),
     "ALIASES": ("aliases", str),
     "ENABLED": ("enabled", lambda v: v.strip().lower() in ("1", "true", "yes", "on")),
+    "CACHE_ENABLED": ("cache_enabled", lambda v: v.strip().lower() in ("1", "true", "yes", "on")),
     "N_CTX": ("n_ctx", int),
     "N_GPU_LAYERS": ("n_gpu_layers", int),
     "N_THREADS": ("n_threads", int),
@@ -120,3 +125,58 @@ def _seed_one(*, name: str, values: dict[str, Any], force: bool) -> SeedResult:
             return SeedResult(name, "error", "; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items()))
         tier.save()
         return SeedResult(name, action)
+
+
+# --- Cached responses -------------------------------------------------------------------------
+def cached_response_store(
+    *,
+    key: str,
+    tier_name: str,
+    endpoint: str,
+    config_key: str,
+    request: dict,
+    response: dict,
+    prompt_text: str,
+    size_bytes: int,
+    ttl_seconds: int,
+) -> CachedResponse | None:
+    """Insert or replace the entry for `key`; None if the tier is gone meanwhile."""
+    tier = Tier.objects.filter(name=tier_name).first()
+    if tier is None:
+        return None
+    entry, _ = CachedResponse.objects.update_or_create(
+        key=key,
+        defaults={
+            "tier": tier,
+            "endpoint": endpoint,
+            "config_key": config_key,
+            "request": request,
+            "response": response,
+            "prompt_text": prompt_text,
+            "size_bytes": size_bytes,
+            "hits": 0,
+            "expires_at": timezone.now() + timedelta(seconds=ttl_seconds),
+        },
+    )
+    return entry
+
+
+def cached_response_hit(*, key: str) -> None:
+    CachedResponse.objects.filter(key=key).update(hits=F("hits") + 1)
+
+
+def cached_response_clear(
+    *, tier: str | None = None, keys: list[str] | None = None, expired_only: bool = False
+) -> int:
+    """Delete cached responses (all, one tier's, given keys, or only expired ones); how many."""
+    qs = CachedResponse.objects.all()
+    if tier is not None:
+        qs = qs.filter(tier__name=tier)
+    if keys is not None:
+        qs = qs.filter(key__in=keys)
+    if expired_only:
+        qs = qs.filter(expires_at__lte=timezone.now())
+    deleted, _ = qs.delete()
+    cached_responses_cleared.send(sender=CachedResponse, tier=tier, keys=keys, expired_only=expired_only)
+    logger.info("Cleared %d cached responses (tier=%s, expired_only=%s)", deleted, tier or "all", expired_only)
+    return deleted

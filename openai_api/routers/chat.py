@@ -2,6 +2,7 @@ from django.http import HttpRequest
 from ninja import Router
 
 from ..schemas.chat import ChatCompletionRequest
+from ..cache import cached_call
 from ..serving.chat import chat_completion
 
 router = Router(tags=["chat"])
@@ -10,4 +11,4 @@ router = Router(tags=["chat"])
 @router.post("/chat/completions", summary="Create a chat completion (streaming with stream=true)")
 async def create_chat_completion(request: HttpRequest, body: ChatCompletionRequest):
     """https://platform.openai.com/docs/api-reference/chat/create"""
-    return await chat_completion(body)
+    return await cached_call(request, body, endpoint="chat", call=chat_completion)

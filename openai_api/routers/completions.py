@@ -2,6 +2,7 @@ from django.http import HttpRequest
 from ninja import Router
 
 from ..schemas.completions import CompletionRequest
+from ..cache import cached_call
 from ..serving.completions import completion
 
 router = Router(tags=["completions"])
@@ -10,4 +11,4 @@ router = Router(tags=["completions"])
 @router.post("/completions", summary="Create a text completion (streaming with stream=true)")
 async def create_completion(request: HttpRequest, body: CompletionRequest):
     """https://platform.openai.com/docs/api-reference/completions/create"""
-    return await completion(body)
+    return await cached_call(request, body, endpoint="completions", call=completion)

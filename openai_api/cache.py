@@ -1,0 +1,346 @@
+"""Exact-match response cache: an in-memory LRU with a TTL in front of the database.
+
+The key hashes the whole normalized request body (so tools, response_format and every sampling
+parameter count) with the tier's `config_key`, which changes whenever the tier's configuration
+does. The stored form is the non-streaming response object; a streaming request is answered
+from it as an SSE stream (`cache_sse.py`), and a streamed MISS is reassembled into it.
+Identical requests arriving together generate once: followers wait for the leader (single flight).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import threading
+import time
+import uuid
+from collections import OrderedDict, defaultdict
+from dataclasses import dataclass
+from typing import Any, AsyncIterator, Awaitable, Callable
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+
+from registry import selectors, services
+from registry.signals import cached_responses_cleared
+
+from .cache_sse import StreamAssembler, replay_sse, sse_events, strip_usage
+from .schemas.common import StreamOptions
+
+logger = logging.getLogger(__name__)
+
+HIT, MISS = "HIT", "MISS"
+FOLLOWER_WAIT_SECONDS = 600  # a follower never waits forever on a leader whose client vanished
+# Fields that never change an answer: the stream framing is rebuilt, `user` is only a label.
+UNKEYED_FIELDS = ("stream", "stream_options", "user")
+
+
+@dataclass
+class Entry:
+    response: dict
+    tier: str
+    expires: float  # time.time()
+    size: int
+
+
+@dataclass(frozen=True)
+class Decision:
+    read: bool
+    write: bool
+
+
+class ResponseCache:
+    """The process's LRU front: key -> Entry, with hit/miss counters per tier."""
+
+    def __init__(self) -> None:
+        self._entries: OrderedDict[str, Entry] = OrderedDict()
+        self._lock = threading.Lock()  # admin actions clear it from Django's sync thread
+        self.inflight: dict[str, asyncio.Future] = {}
+        self.counters: dict[str, dict[str, int]] = defaultdict(lambda: {"hits": 0, "misses": 0})
+
+    def get(self, key: str) -> Entry | None:
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None:
+                return None
+            if entry.expires <= time.time():
+                del self._entries[key]
+                return None
+            self._entries.move_to_end(key)
+            return entry
+
+    def put(self, key: str, entry: Entry) -> None:
+        with self._lock:
+            self._entries[key] = entry
+            self._entries.move_to_end(key)
+            while len(self._entries) > max(settings.CACHE_MAX_SIZE, 0):
+                self._entries.popitem(last=False)
+
+    def clear(self, *, tier: str | None = None, keys: list[str] | None = None, expired_only: bool = False) -> int:
+        now = time.time()
+        with self._lock:
+            doomed = [
+                k
+                for k, e in self._entries.items()
+                if (tier is None or e.tier == tier)
+                and (keys is None or k in keys)
+                and (not expired_only or e.expires <= now)
+            ]
+            for k in doomed:
+                del self._entries[k]
+        return len(doomed)
+
+    def count(self, tier: str, outcome: str) -> None:
+        self.counters[tier]["hits" if outcome == HIT else "misses"] += 1
+
+    def memory_stats(self) -> dict[str, dict[str, int]]:
+        stats: dict[str, dict[str, int]] = defaultdict(lambda: {"entries": 0, "bytes": 0})
+        with self._lock:
+            for entry in self._entries.values():
+                stats[entry.tier]["entries"] += 1
+                stats[entry.tier]["bytes"] += entry.size
+        return dict(stats)
+
+
+response_cache = ResponseCache()
+
+
+def _on_cleared(sender, tier=None, keys=None, expired_only=False, **kwargs) -> None:
+    response_cache.clear(tier=tier, keys=keys, expired_only=expired_only)
+
+
+cached_responses_cleared.connect(_on_cleared, dispatch_uid="openai_api.cache")
+
+
+# --- deciding and keying ---------------------------------------------------------------------
+def cache_decision(*, body: Any, tier: Any, defaults: dict, cache_control: str) -> Decision:
+    """Whether this request may be read from and written to the cache.
+
+    Policy CACHE_REQUESTS: "deterministic" (default) caches only requests whose effective
+    temperature is 0 or that carry a seed; "all"; "none". `Cache-Control: no-cache` skips the
+    read, `no-store` skips both.
+    """
+    policy = settings.CACHE_REQUESTS
+    if not settings.ENABLE_CACHE or not tier.cache_enabled or policy == "none":
+        return Decision(False, False)
+    if policy == "deterministic":
+        temperature = body.temperature if body.temperature is not None else defaults.get("temperature", 1.0)
+        if temperature != 0 and getattr(body, "seed", None) is None:
+            return Decision(False, False)
+    directives = {d.strip().lower() for d in cache_control.split(",")}
+    if "no-store" in directives:
+        return Decision(False, False)
+    return Decision(read="no-cache" not in directives, write=True)
+
+
+def normalized_request(body: Any, tier_name: str) -> dict:
+    """The body as the key sees it: explicit nulls dropped, the tier's canonical name."""
+    data = body.model_dump(mode="json", exclude_none=True)
+    for name in UNKEYED_FIELDS:
+        data.pop(name, None)
+    data["model"] = tier_name
+    return data
+
+
+def request_key(*, endpoint: str, config_key: str, request: dict) -> str:
+    payload = json.dumps([endpoint, config_key, request], sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def prompt_text(request: dict) -> str:
+    """Messages or prompt as plain text, for the admin's search."""
+    if "messages" in request:
+        lines = []
+        for m in request["messages"]:
+            content = m.get("content")
+            lines.append(f"{m.get('role')}: {content if isinstance(content, str) else json.dumps(content)}")
+        return "\n".join(lines)
+    prompt = request.get("prompt")
+    return prompt if isinstance(prompt, str) else json.dumps(prompt)
+
+
+# --- reading and writing ---------------------------------------------------------------------
+async def cache_lookup(key: str) -> Entry | None:
+    entry = response_cache.get(key)
+    if entry is not None:
+        if settings.CACHE_PERSIST_TO_DISK:
+            await sync_to_async(services.cached_response_hit)(key=key)
+        return entry
+    if not settings.CACHE_PERSIST_TO_DISK:
+        return None
+    row = await sync_to_async(selectors.cached_response_get)(key=key)
+    if row is None:
+        return None
+    await sync_to_async(services.cached_response_hit)(key=key)
+    entry = Entry(row.response, row.tier.name, row.expires_at.timestamp(), row.size_bytes)
+    response_cache.put(key, entry)
+    return entry
+
+
+async def cache_store(*, key: str, tier: str, endpoint: str, config_key: str, request: dict, response: dict) -> None:
+    size = len(json.dumps(response))
+    response_cache.put(key, Entry(response, tier, time.time() + settings.CACHE_TTL_SECONDS, size))
+    if settings.CACHE_PERSIST_TO_DISK:
+        await sync_to_async(services.cached_response_store)(
+            key=key,
+            tier_name=tier,
+            endpoint=endpoint,
+            config_key=config_key,
+            request=request,
+            response=response,
+            prompt_text=prompt_text(request),
+            size_bytes=size,
+            ttl_seconds=settings.CACHE_TTL_SECONDS,
+        )
+
+
+def cache_stats() -> dict:
+    """What GET /internal/cache/stats returns (the database part is read by the caller)."""
+    memory = response_cache.memory_stats()
+    tiers = set(memory) | set(response_cache.counters)
+    hits = sum(c["hits"] for c in response_cache.counters.values())
+    misses = sum(c["misses"] for c in response_cache.counters.values())
+    return {
+        "enabled": settings.ENABLE_CACHE,
+        "policy": settings.CACHE_REQUESTS,
+        "hits": hits,
+        "misses": misses,
+        "hit_rate": round(hits / (hits + misses), 4) if hits + misses else None,
+        "memory_entries": sum(m["entries"] for m in memory.values()),
+        "memory_bytes": sum(m["bytes"] for m in memory.values()),
+        "tiers": {
+            name: {**response_cache.counters.get(name, {"hits": 0, "misses": 0}), **memory.get(name, {"entries": 0, "bytes": 0})}
+            for name in sorted(tiers)
+        },
+    }
+
+
+# --- the wrapper the routers call -------------------------------------------------------------
+def _mark(response: HttpResponse, outcome: str) -> HttpResponse:
+    response["X-Cache"] = outcome
+    return response
+
+
+def _hit_response(entry: Entry, *, stream: bool, include_usage: bool, endpoint: str) -> HttpResponse:
+    prefix = "chatcmpl" if endpoint == "chat" else "cmpl"
+    payload = {**entry.response, "id": f"{prefix}-{uuid.uuid4().hex[:24]}", "created": int(time.time())}
+    if stream:
+        response = StreamingHttpResponse(replay_sse(payload, endpoint=endpoint, include_usage=include_usage),
+                                         content_type="text/event-stream")
+        response["Cache-Control"] = "no-cache"
+        response["X-Accel-Buffering"] = "no"
+    else:
+        response = HttpResponse(json.dumps(payload), content_type="application/json")
+    return _mark(response, HIT)
+
+
+async def cached_call(
+    request: HttpRequest, body: Any, *, endpoint: str, call: Callable[[Any], Awaitable[HttpResponse]]
+) -> HttpResponse:
+    """Answer `body` from the cache when allowed, else run `call(body)` (storing its answer)."""
+    tier = await selectors.tier_aget(model=body.model)
+    spec = selectors.tier_spec(tier=tier)
+    decision = cache_decision(
+        body=body, tier=tier, defaults=dict(spec.defaults), cache_control=request.headers.get("Cache-Control", "")
+    )
+    if not decision.read and not decision.write:
+        return _mark(await call(body), MISS)
+    normalized = normalized_request(body, tier.name)
+    key = request_key(endpoint=endpoint, config_key=spec.config_key, request=normalized)
+    stream = bool(body.stream)
+    include_usage = bool(body.stream_options and body.stream_options.include_usage)
+
+    leader: asyncio.Future | None = None
+    if decision.read:
+        entry = await cache_lookup(key)
+        if entry is None and key in response_cache.inflight:
+            try:  # single flight: an identical request is generating; wait for its answer
+                await asyncio.wait_for(asyncio.shield(response_cache.inflight[key]), FOLLOWER_WAIT_SECONDS)
+            except asyncio.TimeoutError:
+                pass
+            entry = await cache_lookup(key)
+        if entry is not None:
+            response_cache.count(tier.name, HIT)
+            return _hit_response(entry, stream=stream, include_usage=include_usage, endpoint=endpoint)
+        response_cache.count(tier.name, MISS)
+        if key not in response_cache.inflight:
+            leader = asyncio.get_running_loop().create_future()
+            response_cache.inflight[key] = leader
+
+    def release() -> None:
+        if leader is not None:
+            if response_cache.inflight.get(key) is leader:
+                del response_cache.inflight[key]
+            if not leader.done():
+                leader.set_result(None)
+
+    async def store(response_obj: dict) -> None:
+        fingerprint = response_obj.get("system_fingerprint")
+        if fingerprint and fingerprint != f"fp_{spec.config_key}":
+            logger.info("%s: tier edited while answering; answer not cached", tier.name)
+            return  # made under another configuration than the key says
+        await cache_store(key=key, tier=tier.name, endpoint=endpoint, config_key=spec.config_key,
+                          request=normalized, response=response_obj)
+
+    try:
+        if stream and not include_usage:
+            # The stored object needs usage: ask for it, and strip it from what this client sees.
+            options = body.stream_options or StreamOptions()
+            body = body.model_copy(update={"stream_options": options.model_copy(update={"include_usage": True})})
+        response = await call(body)
+    except BaseException:
+        release()
+        raise
+    if not isinstance(response, StreamingHttpResponse):
+        try:
+            if response.status_code == 200:
+                await store(json.loads(response.content))
+        finally:
+            release()
+        return _mark(response, MISS)
+    response.streaming_content = _capture(response.streaming_content, endpoint, include_usage, store, release)
+    _release_on_close(response, release)
+    return _mark(response, MISS)
+
+
+def _release_on_close(response: HttpResponse, release: Callable[[], None]) -> None:
+    """Free the followers even if the stream is never iterated (a client gone before the first
+    byte): Django always closes the response, from a worker thread."""
+    loop = asyncio.get_running_loop()
+    close = response.close
+
+    def close_and_release() -> None:
+        try:
+            close()
+        finally:
+            try:
+                loop.call_soon_threadsafe(release)
+            except RuntimeError:  # the loop is closed: nobody is waiting any more
+                pass
+
+    response.close = close_and_release
+
+
+async def _capture(
+    chunks: AsyncIterator[bytes], endpoint: str, include_usage: bool, store, release
+) -> AsyncIterator[bytes]:
+    """Pass a streamed MISS through to the client, reassembling it; store it if it completed."""
+    assembler = StreamAssembler(endpoint)
+    completed = failed = False
+    try:
+        async for chunk in chunks:
+            for event in sse_events(chunk):
+                if event is None:
+                    completed = True
+                elif "error" in event:
+                    failed = True
+                else:
+                    assembler.feed(event)
+            yield chunk if include_usage else strip_usage(chunk)
+        if completed and not failed and assembler.usage is not None:
+            await store(assembler.result())
+    finally:
+        release()

@@ -1,0 +1,41 @@
+"""`manage.py status`: a table of the running server's tiers."""
+
+import time
+
+from django.core.management.base import BaseCommand
+
+from registry.client import command_call
+
+COLUMNS = ("TIER", "BACKEND", "LOADED", "MEMORY", "REQUESTS", "LAST USED")
+
+
+def _memory(value):
+    return f"{value / 2**20:.0f} MiB" if value else "-"
+
+
+def _ago(timestamp):
+    return f"{int(time.time() - timestamp)}s ago" if timestamp else "never"
+
+
+class Command(BaseCommand):
+    help = "Show the running server's tiers: backend, loaded, memory, requests, last used."
+
+    def handle(self, *args, **options):
+        status = command_call("GET", "/internal/status", timeout=30)
+        rows = [
+            (
+                t["name"] + ("" if t["enabled"] else " (disabled)"),
+                t["backend"],
+                "yes" if t["loaded"] else ("no" if t["state"] == "unloaded" else t["state"]),
+                _memory(t["memory_bytes"]),
+                str(t["requests"]),
+                _ago(t["last_used"]),
+            )
+            for t in status["tiers"]
+        ]
+        widths = [max(len(r[i]) for r in [COLUMNS, *rows]) for i in range(len(COLUMNS))]
+        for row in [COLUMNS, *rows]:
+            self.stdout.write("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+        cache = status["cache"]
+        rate = f"{cache['hit_rate']:.0%}" if cache["hit_rate"] is not None else "-"
+        self.stdout.write(f"cache: {cache['hits']} hits, {cache['misses']} misses, hit rate {rate}")
