@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Literal
 
 from django.conf import settings
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from inference.retrieval import EmbeddingRequest as NeutralEmbeddingRequest
 from llmservice.errors import InvalidRequest
@@ -17,6 +17,7 @@ from .common import StrictModel
 
 EMPTY_INPUT = "'input' must not be empty: send a non-empty string, or a non-empty list of them."
 EMPTY_ITEM = "'input' item {index} is empty; every input must contain at least one character or token."
+INPUT_SHAPE = "must be a string, a list of strings, a list of token ids, or a list of lists of token ids"
 TOO_MANY_INPUTS = "'input' has {count} items; at most {limit} are allowed in one request."
 
 
@@ -43,6 +44,21 @@ class EmbeddingRequest(StrictModel):
     truncate: bool = Field(
         False, description="Extension: cut inputs longer than the model's limit instead of answering 400."
     )
+
+    @field_validator("input", mode="before")
+    @classmethod
+    def _input_shape(cls, value):
+        """One clear message for any other shape (pydantic would name a union member instead)."""
+
+        def token_ids(item) -> bool:
+            return isinstance(item, list) and all(isinstance(t, int) and not isinstance(t, bool) and t >= 0 for t in item)
+
+        if isinstance(value, str) or (
+            isinstance(value, list)
+            and (all(isinstance(v, str) for v in value) or token_ids(value) or all(token_ids(v) for v in value))
+        ):
+            return value
+        raise ValueError(INPUT_SHAPE)
 
     def inputs(self) -> tuple[str | tuple[int, ...], ...]:
         """The inputs as texts and token-id tuples, checked for emptiness and count."""
