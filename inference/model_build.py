@@ -171,13 +171,20 @@ def build_bge_m3(path: Path | None = None, *, force: bool = False) -> Path:
     return path
 
 
-def _pairs() -> list[tuple[str, str]]:
-    queries = [q for qs, _ in _TOPICS.values() for q in qs]
-    passages = [p for _, ps in _TOPICS.values() for p in ps]
-    return [(q, p) for q in queries for p in passages]
+def _pairs(rng: random.Random) -> list[tuple[str, str]]:
+    """Each query (and each passage, as a query) against its topic's passages and as many others."""
+    passages = {topic: ps for topic, (_, ps) in _TOPICS.items()}
+    everything = [(topic, p) for topic, ps in passages.items() for p in ps]
+    pairs = []
+    for topic, (queries, _) in _TOPICS.items():
+        for query in queries + passages[topic]:
+            same = [p for p in passages[topic] if p != query]
+            others = [p for t, p in everything if t != topic]
+            pairs += [(query, p) for p in same + rng.sample(others, len(same))]
+    return pairs
 
 
-def build_reranker(path: Path | None = None, *, force: bool = False, epochs: int = 2, batch_size: int = 32) -> Path:
+def build_reranker(path: Path | None = None, *, force: bool = False, epochs: int = 3, batch_size: int = 16) -> Path:
     """Distil a one-logit MiniLM cross-encoder from the MiniLM bi-encoder's cosine scores."""
     import torch
     from sentence_transformers import SentenceTransformer
@@ -190,7 +197,7 @@ def build_reranker(path: Path | None = None, *, force: bool = False, epochs: int
     source = _source()
     torch.manual_seed(0)
     rng = random.Random(0)
-    pairs = _pairs()
+    pairs = _pairs(rng)
     teacher = SentenceTransformer(str(source), device="cpu")
     with torch.no_grad():
         left = teacher.encode([a for a, _ in pairs], normalize_embeddings=True, convert_to_tensor=True)
@@ -201,7 +208,7 @@ def build_reranker(path: Path | None = None, *, force: bool = False, epochs: int
 
     tokenizer = AutoTokenizer.from_pretrained(source)
     model = AutoModelForSequenceClassification.from_pretrained(source, num_labels=1)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=5e-5)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     model.train()
     started = time.monotonic()
     order = list(range(len(pairs)))
