@@ -31,6 +31,7 @@ logger = logging.getLogger(__name__)
 
 RERANKER_DIR = "minilm-reranker"
 BGE_M3_DIR = "bge-m3-tiny"
+FROZEN_LAYERS = 3  # of MiniLM-L6's 6 layers
 _COMPLETE = ".complete"  # written last: a half-built directory is rebuilt, never served
 
 # A small corpus of topics: queries and passages about the same topic should score high.
@@ -208,7 +209,11 @@ def build_reranker(path: Path | None = None, *, force: bool = False, epochs: int
 
     tokenizer = AutoTokenizer.from_pretrained(source)
     model = AutoModelForSequenceClassification.from_pretrained(source, num_labels=1)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    # Train the top half only: the embeddings and lower layers keep MiniLM's weights, which makes
+    # the build about twice as fast (no gradients or optimizer state for half the network).
+    for module in (model.bert.embeddings, *model.bert.encoder.layer[: FROZEN_LAYERS]):
+        module.requires_grad_(False)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=2e-4)
     model.train()
     started = time.monotonic()
     order = list(range(len(pairs)))
