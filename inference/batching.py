@@ -65,6 +65,15 @@ class BatchWorker(ModelWorker):
 
     def _run(self) -> None:
         backend = self._load()
+        if backend is not None and not hasattr(backend, "prepare"):  # e.g. a GGUF chat backend
+            self.error = f"Backend '{self.spec.backend}' cannot serve {self.spec.kind} tier '{self.spec.name}'."
+            logger.error("%s", self.error)
+            backend.close()
+            backend = None
+            with self._lock:
+                self.state = "failed"
+                self._accepting = False
+                self._queue.put(_STOP)
         stopping = False
         while not stopping:
             job = self._queue.get()

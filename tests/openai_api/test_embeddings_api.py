@@ -21,6 +21,8 @@ def tiers(minilm_path, bge_m3_path):
     Tier.objects.create(name="embed", kind="embedding", backend="sentence_transformers", model_path=minilm_path)
     Tier.objects.create(name="m3", kind="embedding", backend="bge_m3", model_path=bge_m3_path)
     Tier.objects.create(name="chatty", kind="chat", backend="fake", model_path="fake.bin")
+    Tier.objects.create(name="chat-backend", kind="embedding", backend="fake", model_path="fake.bin")
+    Tier.objects.create(name="mislabelled", kind="chat", backend="sentence_transformers", model_path=minilm_path)
     yield
     get_manager().unload_all(wait=True)
 
@@ -131,3 +133,12 @@ async def test_unknown_model_and_wrong_kinds(tiers):
         {"model": "embed", "messages": [{"role": "user", "content": "hi"}]}, path="/v1/chat/completions"
     )
     assert "does not serve chat" in assert_error(response, body, 400, "model_not_supported", "model")["message"]
+
+
+async def test_backend_of_the_wrong_kind_is_a_clear_503(tiers):
+    response, body = await post({"model": "chat-backend", "input": "x"})
+    assert "cannot serve embedding" in assert_error(response, body, 503, "model_unavailable")["message"]
+    response, body = await post(
+        {"model": "mislabelled", "messages": [{"role": "user", "content": "hi"}]}, path="/v1/chat/completions"
+    )
+    assert "serves embedding tiers" in assert_error(response, body, 503, "model_unavailable")["message"]
