@@ -26,7 +26,7 @@ $(VENV)/.installed-test: $(VENV)/.installed requirements-test.txt
 install: $(VENV)/.installed models
 install-test: $(VENV)/.installed-test models
 
-# The reranker distilled from MiniLM (~1-2 min on 2 cores) and the tiny BGE-M3-format model,
+# The reranker distilled from MiniLM (~5 CPU-minutes) and the tiny BGE-M3-format model,
 # into var/models/ (MODELS_DIR); skipped when already built.
 models: $(VENV)/.installed
 	$(BIN)/python manage.py build_models

@@ -44,7 +44,7 @@ async def main(requests: int, rounds: int) -> None:
     results = {}
     for label, max_jobs in (("one by one", 1), ("batched", 64)):
         batching.MAX_JOBS_PER_BATCH = max_jobs
-        results[label] = max(await burst(spec, requests) for _ in range(rounds))
+        results[label] = max([await burst(spec, requests) for _ in range(rounds)])
         print(f"{label:>10}: {results[label]:7.1f} requests/s ({requests} concurrent, best of {rounds})")
     print(f"     ratio: {results['batched'] / results['one by one']:.2f}x")
     get_manager().unload_all(wait=True)
