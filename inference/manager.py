@@ -222,7 +222,7 @@ class ModelManager:
                 return current
             if current is not None:
                 current.retire()  # its queued requests finish on the old instance
-            worker = ModelWorker(spec)
+            worker = _worker_class(spec)(spec)
             self._workers[spec.name] = worker
             return worker
 
@@ -239,6 +239,18 @@ class ModelManager:
                 if isinstance(event, Failed):
                     raise event.error
                 yield event
+        finally:
+            job.cancelled.set()
+
+    async def run_batched(self, spec: ModelSpec, request):
+        """The result of one embedding or rerank request, batched with whatever else is waiting."""
+        from .batching import BatchJob
+
+        job = BatchJob(request, asyncio.get_running_loop())
+        while not self.worker(spec).submit(job):
+            await asyncio.sleep(0)  # raced with a retire: the next call makes a new worker
+        try:
+            return await job.future
         finally:
             job.cancelled.set()
 
@@ -271,6 +283,13 @@ class ModelManager:
         with self._lock:
             workers = list(self._workers.values())
         return {w.spec.name: w.status() for w in workers}
+
+
+def _worker_class(spec: ModelSpec) -> type[ModelWorker]:
+    """Embedding and rerank models batch concurrent requests (inference/batching.py)."""
+    from .batching import BATCHED_KINDS, BatchWorker
+
+    return BatchWorker if spec.kind in BATCHED_KINDS else ModelWorker
 
 
 _manager = ModelManager()

@@ -86,11 +86,15 @@ N_CTX = env.int("N_CTX", default=2048)  # context window in tokens
 N_GPU_LAYERS = env.int("N_GPU_LAYERS", default=0)  # layers offloaded to a GPU (-1: all)
 N_THREADS = env.int("N_THREADS", default=0)  # CPU threads per model (0: llama.cpp's choice)
 N_BATCH = env.int("N_BATCH", default=512)  # prompt tokens evaluated per batch
-TIER_NAMES = env.list("TIER_NAMES", default=["light", "medium", "heavy"])  # tiers seeded from <NAME>_* variables
+TIER_NAMES = env.list("TIER_NAMES", default=["light", "medium", "heavy", "embed", "rerank"])  # tiers seeded from <NAME>_* variables
 
 # Backend name -> dotted path of its class; tests add fakes here.
 INFERENCE_BACKENDS = {
     "llamacpp": "inference.backends.llamacpp.LlamaCppBackend",
+    "sentence_transformers": "inference.backends.embeddings.SentenceTransformerBackend",
+    "bge_m3": "inference.backends.embeddings.BGEM3Backend",
+    "cross_encoder": "inference.backends.rerankers.CrossEncoderBackend",
+    "flag_reranker": "inference.backends.rerankers.FlagRerankerBackend",
 }
 
 # --- Response cache (openai_api/cache.py) --------------------------------------------------
@@ -119,6 +123,14 @@ CHANNEL_LAYERS = {
 }
 STATUS_INTERVAL_SECONDS = env.float("STATUS_INTERVAL_SECONDS", default=1.0)  # status page refresh period
 LOGIN_URL = "/admin/login/"
+# --- Embeddings and reranking ------------------------------------------------------------
+MODELS_DIR = env.path("MODELS_DIR", default=BASE_DIR / "var" / "models")  # models built by `manage.py build_models`
+EMBEDDING_MAX_INPUTS = env.int("EMBEDDING_MAX_INPUTS", default=2048)  # most inputs in one embeddings request
+RERANK_MAX_DOCUMENTS = env.int("RERANK_MAX_DOCUMENTS", default=1000)  # most documents in one rerank request
+BATCH_MAX_ITEMS = env.int("BATCH_MAX_ITEMS", default=256)  # most texts (or pairs) one batched forward pass takes
+# How token-id inputs to /v1/embeddings are read: "cl100k_base" (OpenAI's embedding tokenizer,
+# what the openai and LangChain clients send) or "model" (the tier's own tokenizer).
+EMBEDDING_TOKEN_IDS = env.str("EMBEDDING_TOKEN_IDS", default="cl100k_base")
 
 LOGGING = {
     "version": 1,

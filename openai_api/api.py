@@ -13,8 +13,10 @@ from llmservice.errors import InternalError, ServiceError
 from .errors import INTERNAL, error_response, from_status, from_validation_errors
 from .routers.chat import router as chat_router
 from .routers.completions import router as completions_router
+from .routers.embeddings import router as embeddings_router
 from .routers.health import health
 from .routers.models import router as models_router
+from .routers.rerank import router as rerank_router
 
 logger = logging.getLogger(__name__)
 
@@ -27,6 +29,8 @@ api = NinjaAPI(
 api.add_router("", chat_router)
 api.add_router("", completions_router)
 api.add_router("", models_router)
+api.add_router("", embeddings_router)
+api.add_router("", rerank_router)
 
 __all__ = ["api", "health"]
 

@@ -14,6 +14,10 @@ class Tier(models.Model):
 
     class Backend(models.TextChoices):
         LLAMACPP = "llamacpp", "llama.cpp (GGUF)"
+        SENTENCE_TRANSFORMERS = "sentence_transformers", "sentence-transformers (embeddings)"
+        BGE_M3 = "bge_m3", "BGE-M3 via FlagEmbedding (dense + sparse + ColBERT embeddings)"
+        CROSS_ENCODER = "cross_encoder", "sentence-transformers CrossEncoder (rerank)"
+        FLAG_RERANKER = "flag_reranker", "FlagEmbedding FlagReranker (rerank)"
 
     name = models.SlugField(max_length=64, unique=True, help_text="The OpenAI `model` name clients use.")
     aliases = models.CharField(

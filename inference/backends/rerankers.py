@@ -1,0 +1,109 @@
+"""Rerank backends: sentence-transformers' CrossEncoder and FlagEmbedding's FlagReranker.
+
+A (query, document) pair longer than the model's limit is truncated (as both libraries and
+Cohere do); scores are in [0, 1] (sigmoid of the model's logit).
+https://sbert.net/docs/package_reference/cross_encoder/cross_encoder.html
+https://github.com/FlagOpen/FlagEmbedding/tree/master/FlagEmbedding/inference/reranker
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from ..batching import batch_max_items
+from ..retrieval import Prepared, RerankRequest, RerankResult
+from .embeddings import _cannot_load, _offline, model_dir_problems, refuse_problems
+
+logger = logging.getLogger(__name__)
+
+
+class _RerankBackend:
+    def __init__(self, spec, tokenizer: Any, max_tokens: int):
+        self.spec = spec
+        self.tokenizer = tokenizer
+        self.max_tokens = max_tokens
+
+    @classmethod
+    def check(cls, spec) -> list[str]:
+        return model_dir_problems(spec, "rerank")
+
+    def prepare(self, request: RerankRequest) -> Prepared:
+        queries = [request.query] * len(request.documents)
+        encoded = self.tokenizer(
+            queries, list(request.documents), truncation="longest_first", max_length=self.max_tokens
+        )
+        return Prepared(request, None, [len(ids) for ids in encoded["input_ids"]])
+
+    def run(self, batch: list[Prepared]) -> list[RerankResult]:
+        pairs = [(p.request.query, doc) for p in batch for doc in p.request.documents]
+        scores = self._score(pairs)
+        results, start = [], 0
+        for prepared in batch:
+            count = len(prepared.request.documents)
+            results.append(RerankResult(scores[start : start + count], sum(prepared.token_counts)))
+            start += count
+        return results
+
+    def _score(self, pairs: list[tuple[str, str]]) -> list[float]:
+        raise NotImplementedError
+
+
+class CrossEncoderBackend(_RerankBackend):
+    """A sentence-transformers CrossEncoder directory with one output label."""
+
+    def __init__(self, spec, model):
+        super().__init__(spec, model.tokenizer, model.max_seq_length)
+        self.model = model
+
+    @classmethod
+    def load(cls, spec) -> "CrossEncoderBackend":
+        refuse_problems(spec, "rerank")
+        _offline()
+        try:
+            from sentence_transformers import CrossEncoder
+
+            model = CrossEncoder(spec.model_path, device="cpu", local_files_only=True)
+        except Exception as exc:
+            raise _cannot_load(spec, exc) from exc
+        return cls(spec, model)
+
+    def _score(self, pairs: list[tuple[str, str]]) -> list[float]:
+        scores = self.model.predict(pairs, batch_size=batch_max_items(), show_progress_bar=False, convert_to_numpy=True)
+        return [float(s) for s in scores]
+
+    def close(self) -> None:
+        del self.model
+
+
+class FlagRerankerBackend(_RerankBackend):
+    """FlagEmbedding's FlagReranker (encoder-only cross-encoders such as bge-reranker)."""
+
+    MAX_LENGTH = 512  # FlagReranker's default
+
+    def __init__(self, spec, model):
+        limit = min(self.MAX_LENGTH, model.tokenizer.model_max_length)
+        super().__init__(spec, model.tokenizer, limit)
+        self.model = model
+
+    @classmethod
+    def load(cls, spec) -> "FlagRerankerBackend":
+        refuse_problems(spec, "rerank")
+        _offline()
+        try:
+            from .flag_compat import import_flagembedding
+
+            flag = import_flagembedding()
+            model = flag.FlagReranker(spec.model_path, use_fp16=False, devices="cpu", normalize=True)
+        except Exception as exc:
+            raise _cannot_load(spec, exc) from exc
+        return cls(spec, model)
+
+    def _score(self, pairs: list[tuple[str, str]]) -> list[float]:
+        scores = self.model.compute_score(pairs, batch_size=batch_max_items(), max_length=self.max_tokens, normalize=True)
+        if not isinstance(scores, list):  # one pair: FlagReranker returns a bare float
+            scores = [scores]
+        return [float(s) for s in scores]
+
+    def close(self) -> None:
+        del self.model

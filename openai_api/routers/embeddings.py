@@ -1,0 +1,13 @@
+from django.http import HttpRequest
+from ninja import Router
+
+from ..schemas.embeddings import EmbeddingRequest
+from ..serving.embeddings import create_embeddings
+
+router = Router(tags=["embeddings"])
+
+
+@router.post("/embeddings", summary="Create embeddings (dense; BGE-M3 tiers add sparse and ColBERT on request)")
+async def embeddings(request: HttpRequest, body: EmbeddingRequest):
+    """https://platform.openai.com/docs/api-reference/embeddings/create"""
+    return await create_embeddings(body)

@@ -1,0 +1,21 @@
+from django.http import HttpRequest
+from django.urls import resolve
+from django.views.decorators.csrf import csrf_exempt
+from ninja import Router
+
+from ..schemas.rerank import RerankRequest
+from ..serving.rerank import create_rerank
+
+router = Router(tags=["rerank"])
+
+
+@router.post("/rerank", summary="Rerank documents against a query (Cohere-compatible; also at /rerank)")
+async def rerank(request: HttpRequest, body: RerankRequest):
+    """https://docs.cohere.com/reference/rerank"""
+    return await create_rerank(body)
+
+
+@csrf_exempt
+async def rerank_alias(request: HttpRequest):
+    """`/rerank` (TEI's and Jina's path): the same endpoint as `/v1/rerank`, errors included."""
+    return await resolve("/v1/rerank").func(request)

@@ -1,0 +1,38 @@
+"""Rerank: score every document against the query, best first, cut to `top_n`.
+
+https://docs.cohere.com/reference/rerank
+"""
+
+from __future__ import annotations
+
+from django.http import HttpResponse
+
+from inference.manager import get_manager
+from registry.selectors import tier_spec_aget
+
+from ..schemas.rerank import RerankRequest
+from .common import json_response, new_id, require_kind
+
+
+async def create_rerank(body: RerankRequest) -> HttpResponse:
+    spec = await tier_spec_aget(model=body.model)
+    require_kind(spec, "rerank", "rerank")
+    request = body.to_request()
+    result = await get_manager().run_batched(spec, request)
+    order = sorted(range(len(result.scores)), key=lambda i: result.scores[i], reverse=True)
+    if body.top_n is not None:
+        order = order[: body.top_n]
+    results = []
+    for index in order:
+        item = {"index": index, "relevance_score": result.scores[index]}
+        if body.return_documents:
+            item["document"] = {"text": request.documents[index]}
+        results.append(item)
+    return json_response(
+        {
+            "id": new_id("rerank"),
+            "model": spec.name,
+            "results": results,
+            "usage": {"prompt_tokens": result.prompt_tokens, "total_tokens": result.prompt_tokens},
+        }
+    )
