@@ -29,6 +29,6 @@ def test_python_examples_run(llm_server, index, capsys):
 
 @pytest.mark.skipif(not shutil.which("curl"), reason="curl is not installed")
 def test_curl_example_runs(llm_server):
-    (command,) = [b for b in blocks("bash") if "curl" in b and "/v1/chat/completions" in b]
+    command = [b for b in blocks("bash") if "curl" in b and "/v1/chat/completions" in b][0]
     out = subprocess.run(["bash", "-c", on(llm_server, command)], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and '"chat.completion"' in out.stdout
