@@ -32,6 +32,12 @@ ENFORCED = frozenset(
 SUPPORTED_FORMATS = frozenset({"date", "time", "date-time", "uuid", "uuid1", "uuid2", "uuid3", "uuid4", "uuid5"})
 TYPES = frozenset({"object", "array", "string", "number", "integer", "boolean", "null"})
 MAX_DEPTH = 64
+# Keywords that constrain only values of one type (JSON Schema ignores them for other types).
+TYPE_KEYWORDS = {
+    "string": frozenset({"minLength", "maxLength", "pattern", "format"}),
+    "array": frozenset({"items", "prefixItems", "minItems", "maxItems"}),
+    "object": frozenset({"properties", "required", "additionalProperties"}),
+}
 
 UNENFORCEABLE = (
     "JSON schema keyword '{keyword}' (at {where}) cannot be enforced by this server's grammar; "
@@ -87,7 +93,7 @@ def _normalize(schema: Any, where: str, param: str, depth: int) -> dict:
             raise bad(f"unknown type in {kind}")
         rest = {k: v for k, v in schema.items() if k != "type"}
         defs = {k: rest.pop(k) for k in ("$defs", "definitions") if k in rest}
-        return {**defs, "anyOf": [sub({**rest, "type": t}, f"type/{i}") for i, t in enumerate(kind)]}
+        return {**defs, "anyOf": [sub(_for_type(rest, t), f"type/{i}") for i, t in enumerate(kind)]}
     if kind is not None and kind not in TYPES:
         raise bad(f"unknown type '{kind}'")
 
@@ -156,6 +162,12 @@ def _normalize(schema: Any, where: str, param: str, depth: int) -> dict:
     return schema
 
 
+def _for_type(schema: dict, kind: str) -> dict:
+    """`schema` restricted to `kind`, without the keywords that only constrain other types."""
+    foreign = set().union(*(keys for t, keys in TYPE_KEYWORDS.items() if t != kind))
+    return {**{k: v for k, v in schema.items() if k not in foreign}, "type": kind}
+
+
 # --- GBNF ------------------------------------------------------------------------------------
 def _converter():
     from llama_cpp.llama_grammar import SchemaConverter
@@ -183,7 +195,13 @@ def _visit(converter, schema: dict, name: str, param: str) -> str:
 def json_gbnf(schema: dict | None, *, param: str = "response_format") -> str:
     """A grammar for one JSON value valid against `schema` (a checked one); None: any JSON object."""
     converter = _converter()
-    _visit(converter, schema if schema is not None else {"type": "object"}, "", param)
+    root = _visit(converter, schema if schema is not None else {"type": "object"}, "", param)
+    rules = converter._rules
+    body = rules[root]
+    while body in rules:  # `root ::= object`: follow the alias to the real rule
+        body = rules[body]
+    if body.endswith(" space"):  # no whitespace after the value: clean output
+        rules[root] = body[: -len(" space")]
     return _rules(converter)
 
 

@@ -23,7 +23,7 @@ CALL_OPEN = "<tool_call>"
 CALL_CLOSE = "</tool_call>"
 RESPONSE_OPEN = "<tool_response>"
 RESPONSE_CLOSE = "</tool_response>"
-MAX_PARALLEL_CALLS = 8  # a cap so a small model can't loop on calls until max_tokens
+MAX_PARALLEL_CALLS = 4  # a cap so a small model can't loop on calls until max_tokens
 
 TOOLS_INTRO = "You can call these tools. Each line gives a tool's name, description and the JSON schema of its arguments:"
 CALL_FORMAT = 'To call a tool, reply with {open}{{"name": <tool name>, "arguments": <arguments object>}}{close}'

@@ -27,7 +27,7 @@ def smollm2_path():
 
 
 @pytest.fixture(scope="session")
-def live_server(tmp_path_factory):
+def llm_server(tmp_path_factory):
     """One real server for the session, serving the bundled SmolLM2 as the `light` tier."""
     from tests.server import LiveServer
 
