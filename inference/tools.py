@@ -197,7 +197,7 @@ class ToolCallParser:
                 self._buf = self._buf[match.end():]
                 self._state, self._args, self._sent = "args", "", 0
             if self._state == "args":
-                self._args += self._buf
+                self._args += self._buf if self._args else self._buf.lstrip()
                 self._buf = ""
                 try:
                     _, end = self._decoder.raw_decode(self._args)
