@@ -61,7 +61,8 @@ def test_with_structured_output_pydantic(llm, method):
 
 def test_with_structured_output_json_mode(llm):
     # json_mode sends no schema (LangChain's design), so a dict schema is parsed as plain JSON.
-    result = llm.with_structured_output(PERSON_SCHEMA, method="json_mode").invoke(f"{QUESTION} Reply in JSON.")
+    prompt = f'{QUESTION} Reply in JSON with the keys "name" and "age".'
+    result = llm.with_structured_output(PERSON_SCHEMA, method="json_mode").invoke(prompt)
     assert isinstance(result, dict)
 
 
