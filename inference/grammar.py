@@ -182,6 +182,10 @@ def _rules(converter) -> str:
 
 
 def _visit(converter, schema: dict, name: str, param: str) -> str:
+    if "$ref" in schema and len(schema) > 1:
+        # The converter doesn't look inside a node that has a `$ref`, so `$defs` beside one
+        # would keep unresolved references: move the `$ref` one level down.
+        schema = {**{k: v for k, v in schema.items() if k != "$ref"}, "anyOf": [{"$ref": schema["$ref"]}]}
     try:
         resolved = converter.resolve_refs(schema, "input")
         return converter.visit(resolved, name)

@@ -27,6 +27,10 @@ def check(schema):
         {"type": "string", "pattern": "^[a-z]{2,4}$"},
         {"prefixItems": [{"type": "string"}, {"type": "number"}]},
         {"type": "object", "additionalProperties": {"type": "integer"}},
+        {
+            "$defs": {"Node": {"type": "object", "properties": {"v": {"type": "integer"}, "kids": {"type": "array", "items": {"$ref": "#/$defs/Node"}, "maxItems": 2}}, "required": ["v", "kids"]}},
+            "$ref": "#/$defs/Node",
+        },
         {"title": "T", "description": "annotations are fine", "type": "object", "properties": {}, "examples": [{}]},
     ],
 )
