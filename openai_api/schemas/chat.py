@@ -10,9 +10,8 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import Field
 
 from inference.params import ChatMessage, GenerationRequest, ModelSpec
-from llmservice.errors import InvalidRequest
-
 from inference.tools import tool_messages
+from llmservice.errors import InvalidRequest
 
 from .common import SamplingExtensions, StreamOptions, StrictModel, refuse, sampling_from
 from .structured import FunctionTool, ResponseFormat, ToolChoice, check_combination, json_output, tool_use

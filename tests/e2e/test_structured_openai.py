@@ -189,12 +189,12 @@ def test_named_tool_choice_and_no_parallel_calls(client):
 def test_tool_choice_auto_is_text_or_calls(client):
     for content in ("What is the weather in Paris?", "Hello! Tell me a joke."):
         reply = chat(client, messages=[{"role": "user", "content": content}], tools=[WEATHER, ADD], max_tokens=80)
-        choice = choice_ = reply.choices[0]
+        choice = reply.choices[0]
         if choice.message.tool_calls:
             assert choice.finish_reason == "tool_calls"
             check_calls(choice.message)
         else:
-            assert choice_.finish_reason in ("stop", "length")
+            assert choice.finish_reason in ("stop", "length")
             assert choice.message.content and not choice.message.content.startswith("<tool_call>")
 
 
