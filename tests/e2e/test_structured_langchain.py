@@ -88,9 +88,7 @@ def test_stream_with_tools_merges_into_one_call(llm):
 
 
 def test_langgraph_react_agent_calls_a_tool_and_finishes(llm):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        from langgraph.prebuilt import create_react_agent
+    from langgraph.prebuilt import create_react_agent
 
     def model(state, runtime):
         # A 135M model rarely volunteers a call, so the first turn forces one and the turn after
@@ -99,7 +97,9 @@ def test_langgraph_react_agent_calls_a_tool_and_finishes(llm):
         after_tool = isinstance(state["messages"][-1], ToolMessage)
         return llm.bind_tools([get_weather], tool_choice="none" if after_tool else "required", parallel_tool_calls=False)
 
-    agent = create_react_agent(model, [get_weather], prompt="You are a weather assistant.")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # create_react_agent is deprecated in favour of langchain.agents
+        agent = create_react_agent(model, [get_weather], prompt="You are a weather assistant.")
     result = agent.invoke({"messages": [("user", "What is the weather in Paris?")]}, {"recursion_limit": 6})
     messages = result["messages"]
     calls = [m for m in messages if isinstance(m, AIMessage) and m.tool_calls]
