@@ -75,8 +75,9 @@ def _normalize(schema: Any, where: str, param: str, depth: int) -> dict:
     for keyword in schema:
         if keyword not in ENFORCED and keyword not in ANNOTATIONS:
             raise refuse(keyword)
-    for keyword in ANNOTATIONS - {"$schema", "$id"}:
-        schema.pop(keyword, None)
+    # Annotations stay: the converter ignores them, and a tool's descriptions help the model.
+    if not set(schema) - ANNOTATIONS:
+        return {}  # annotations only: any value (the converter wants `{}` for that)
     sub = lambda s, at: _normalize(s, f"{where}/{at}", param, depth + 1)  # noqa: E731
 
     for defs in ("$defs", "definitions"):
@@ -100,7 +101,7 @@ def _normalize(schema: Any, where: str, param: str, depth: int) -> dict:
     # The converter takes the first of these it finds and ignores everything else beside it.
     for exclusive in ("$ref", "anyOf", "const", "enum"):
         if exclusive in schema:
-            others = set(schema) - {exclusive, "$defs", "definitions", "$schema", "$id"}
+            others = set(schema) - {exclusive, "$defs", "definitions"} - ANNOTATIONS
             if exclusive in ("const", "enum"):
                 others -= {"type"}
             if others:

@@ -31,6 +31,7 @@ def check(schema):
             "$defs": {"Node": {"type": "object", "properties": {"v": {"type": "integer"}, "kids": {"type": "array", "items": {"$ref": "#/$defs/Node"}, "maxItems": 2}}, "required": ["v", "kids"]}},
             "$ref": "#/$defs/Node",
         },
+        {"type": "object", "properties": {"anything": {"title": "Anything", "description": "pydantic's Any"}}},
         {"title": "T", "description": "annotations are fine", "type": "object", "properties": {}, "examples": [{}]},
     ],
 )
