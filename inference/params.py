@@ -88,6 +88,39 @@ class ChatMessage:
 
 
 @dataclass(frozen=True, slots=True)
+class JsonOutput:
+    """The output is one JSON value valid against `schema` (checked by `inference.grammar`);
+    None: any JSON object."""
+
+    schema: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ToolSpec:
+    """A function the model may call; `parameters` is a checked JSON schema of its arguments."""
+
+    name: str
+    description: str | None
+    parameters: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ToolUse:
+    """The output is tool calls ("required"), or either calls or plain text ("auto").
+
+    `only` restricts the calls to one named tool; `parallel` allows more than one call.
+    """
+
+    tools: tuple[ToolSpec, ...]
+    choice: Literal["auto", "required"]
+    only: str | None = None
+    parallel: bool = True
+
+
+Constraint = JsonOutput | ToolUse
+
+
+@dataclass(frozen=True, slots=True)
 class GenerationRequest:
     """One generation: either chat messages or a raw prompt (text or token ids)."""
 
@@ -95,6 +128,7 @@ class GenerationRequest:
     messages: tuple[ChatMessage, ...] | None = None
     prompt: str | tuple[int, ...] | None = None
     echo: bool = False
+    constraint: Constraint | None = None  # enforced by the backend, or refused by it
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,11 +15,13 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from llmservice.errors import ContextLengthExceeded, InvalidRequest, ModelUnavailable
+from llmservice.errors import ContextLengthExceeded, InvalidRequest, ModelUnavailable, UnsupportedParameter
 
 from ..decoding import TextAssembler
 from ..events import Delta, Event, Finished, Started, TokenLogprob
-from ..params import GenerationRequest, ModelSpec, SamplingParams
+from ..grammar import json_gbnf
+from ..params import Constraint, GenerationRequest, JsonOutput, ModelSpec, SamplingParams
+from ..tools import tool_gbnf
 
 logger = logging.getLogger(__name__)
 
@@ -108,8 +110,26 @@ class LlamaCppBackend:
                 param=param,
             )
         processors, recorder = self._logits_processors(request.sampling)
+        grammar = self._grammar(request.constraint)
         yield Started(prompt_tokens=len(tokens), echo=echo)
-        yield from self._decode(tokens, request.sampling, stops, processors, recorder, should_stop)
+        yield from self._decode(tokens, request.sampling, stops, processors, recorder, should_stop, grammar)
+
+    def _grammar(self, constraint: Constraint | None):
+        """The constraint as a llama.cpp grammar, parsed once here so a bad one is a 400, not a crash."""
+        if constraint is None:
+            return None
+        from llama_cpp import LlamaGrammar
+
+        if isinstance(constraint, JsonOutput):
+            text, param = json_gbnf(constraint.schema), "response_format"
+        else:
+            text, param = tool_gbnf(constraint), "tools"
+        probe = self._lib.llama_sampler_init_grammar(self._vocab, text.encode("utf-8"), b"root")
+        if not probe:
+            logger.error("llama.cpp rejected a generated grammar:\n%s", text)
+            raise UnsupportedParameter(f"The {param} constraint could not be compiled to a grammar.", param=param)
+        self._lib.llama_sampler_free(probe)
+        return LlamaGrammar.from_string(text)
 
     # --- prompt ---------------------------------------------------------------------------
     def _chat_formatter(self, chat_format: str | None):
@@ -167,6 +187,7 @@ class LlamaCppBackend:
         processors: list | None,
         recorder: "_LogprobRecorder | None",
         should_stop: Callable[[], bool],
+        grammar: Any = None,
     ) -> Iterator[Event]:
         llama, lib = self._llama, self._lib
         budget = self._n_ctx - len(tokens)
@@ -185,6 +206,7 @@ class LlamaCppBackend:
             frequency_penalty=sampling.frequency_penalty,
             presence_penalty=sampling.presence_penalty,
             logits_processor=processors,
+            grammar=grammar,
         )
         try:
             for token in generator:

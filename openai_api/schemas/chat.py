@@ -10,9 +10,11 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import Field
 
 from inference.params import ChatMessage, GenerationRequest, ModelSpec
+from inference.tools import tool_messages
 from llmservice.errors import InvalidRequest
 
 from .common import SamplingExtensions, StreamOptions, StrictModel, refuse, sampling_from
+from .structured import FunctionTool, ResponseFormat, ToolChoice, check_combination, json_output, tool_use
 
 
 # --- message content parts ---------------------------------------------------------------------
@@ -108,7 +110,7 @@ class ChatCompletionRequest(SamplingExtensions):
     prediction: Any = None
     presence_penalty: float | None = Field(None, ge=-2, le=2)
     reasoning_effort: Any = None
-    response_format: dict[str, Any] | None = None
+    response_format: ResponseFormat | None = None
     seed: int | None = None
     service_tier: str | None = None
     stop: str | list[str] | None = None
@@ -116,8 +118,8 @@ class ChatCompletionRequest(SamplingExtensions):
     stream: bool | None = None
     stream_options: StreamOptions | None = None
     temperature: float | None = Field(None, ge=0, le=2)
-    tool_choice: Any = None
-    tools: list[dict[str, Any]] | None = None
+    tool_choice: ToolChoice | None = None
+    tools: list[FunctionTool] | None = None
     top_logprobs: int | None = Field(None, ge=0, le=20)
     top_p: float | None = Field(None, ge=0, le=1)
     user: str | None = None
@@ -136,7 +138,10 @@ class ChatCompletionRequest(SamplingExtensions):
             max_tokens=self.max_completion_tokens or self.max_tokens,
             extra=[("logprobs", bool(self.logprobs)), ("top_logprobs", self.top_logprobs or 0)],
         )
-        return GenerationRequest(sampling=sampling, messages=tuple(_flatten(m, i) for i, m in enumerate(self.messages)))
+        json, tools = json_output(self.response_format), tool_use(self.tools, self.tool_choice, self.parallel_tool_calls)
+        check_combination(json=json, tools=tools, response_format=self.response_format, stop=self.stop)
+        messages = tool_messages((_flatten(m, i) for i, m in enumerate(self.messages)), tools)
+        return GenerationRequest(sampling=sampling, messages=messages, constraint=json or tools)
 
     def _refuse_unsupported(self) -> None:
         for param in ("audio", "prediction", "reasoning_effort", "web_search_options", "functions", "function_call"):
@@ -148,12 +153,6 @@ class ChatCompletionRequest(SamplingExtensions):
             raise refuse("store", " (completions are not stored)")
         if self.service_tier not in (None, "auto", "default"):
             raise refuse("service_tier", " (only 'auto' or 'default')")
-        if self.tools:
-            raise refuse("tools", " yet")
-        if self.tool_choice not in (None, "none"):
-            raise refuse("tool_choice", " yet")
-        if self.response_format not in (None, {"type": "text"}):
-            raise refuse("response_format", " yet (only {'type': 'text'})")
 
 
 def _flatten(message: Message, index: int) -> ChatMessage:

@@ -13,6 +13,7 @@ from inference.params import GenerationRequest, ModelSpec
 from llmservice.errors import InvalidRequest
 
 from .common import SamplingExtensions, StreamOptions, refuse, sampling_from
+from .structured import ResponseFormat, check_combination, json_output
 
 OPENAI_DEFAULT_MAX_TOKENS = 16  # the completions endpoint's documented default
 
@@ -38,6 +39,8 @@ class CompletionRequest(SamplingExtensions):
     temperature: float | None = Field(None, ge=0, le=2)
     top_p: float | None = Field(None, ge=0, le=1)
     user: str | None = None
+    # Extension (not in the legacy completions spec): the chat endpoint's response_format.
+    response_format: ResponseFormat | None = None
 
     def prompts(self) -> list[str | tuple[int, ...]]:
         """The prompts to complete: one per string (or token list) given."""
@@ -71,4 +74,10 @@ class CompletionRequest(SamplingExtensions):
             max_tokens=self.max_tokens,
             extra=[("logprobs", self.logprobs is not None), ("top_logprobs", self.logprobs or 0)],
         )
-        return [GenerationRequest(sampling=sampling, prompt=p, echo=bool(self.echo)) for p in self.prompts()]
+        json = json_output(self.response_format)
+        check_combination(json=json, tools=None, response_format=self.response_format, stop=self.stop)
+        if json is not None and self.echo:
+            raise refuse("echo", " together with response_format (the prompt is not part of the JSON)")
+        return [
+            GenerationRequest(sampling=sampling, prompt=p, echo=bool(self.echo), constraint=json) for p in self.prompts()
+        ]

@@ -13,7 +13,7 @@ from typing import AsyncIterator
 from django.http import HttpResponse
 
 from inference.events import Delta, Finished
-from inference.params import GenerationRequest, ModelSpec
+from inference.params import GenerationRequest, ModelSpec, ToolUse
 from llmservice.errors import ServiceError
 from registry.selectors import tier_spec_aget
 
@@ -33,6 +33,7 @@ from .common import (
     sse_response,
     usage,
 )
+from .tool_calls import ToolCallDeltas, chat_message, finish_reason
 
 
 def choice_requests(request: GenerationRequest, n: int) -> list[GenerationRequest]:
@@ -49,34 +50,45 @@ def choice_requests(request: GenerationRequest, n: int) -> list[GenerationReques
 async def chat_completion(body: ChatCompletionRequest) -> HttpResponse:
     spec = await tier_spec_aget(model=body.model)
     require_kind(spec, "chat", "chat completions")
-    requests = choice_requests(body.to_generation(spec), body.n or 1)
+    generation = body.to_generation(spec)
+    use = generation.constraint if isinstance(generation.constraint, ToolUse) else None
+    requests = choice_requests(generation, body.n or 1)
     first = await open_choice(spec, requests[0])
     ident, created = new_id("chatcmpl"), now()
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        return sse_response(_stream(spec, first, requests, ident, created, include_usage))
+        return sse_response(_stream(spec, first, requests, ident, created, include_usage, use))
     choices = [await first.collect()]
     for request in requests[1:]:
         choices.append(await (await open_choice(spec, request)).collect())
+    shaped = []
+    for i, c in enumerate(choices):
+        message, called = chat_message("".join(c.text), use)
+        shaped.append(
+            {
+                "index": i,
+                "message": message,
+                "logprobs": chat_logprobs(c.logprobs) if body.logprobs else None,
+                "finish_reason": finish_reason(c.finish_reason, called),
+            }
+        )
     return json_response(
         {
             **envelope(ident, "chat.completion", created, spec),
-            "choices": [
-                {
-                    "index": i,
-                    "message": {"role": "assistant", "content": "".join(c.text), "refusal": None},
-                    "logprobs": chat_logprobs(c.logprobs) if body.logprobs else None,
-                    "finish_reason": c.finish_reason,
-                }
-                for i, c in enumerate(choices)
-            ],
+            "choices": shaped,
             "usage": usage(first.started.prompt_tokens, sum(c.completion_tokens for c in choices)),
         }
     )
 
 
 async def _stream(
-    spec: ModelSpec, first: Choice, requests: list[GenerationRequest], ident: str, created: int, include_usage: bool
+    spec: ModelSpec,
+    first: Choice,
+    requests: list[GenerationRequest],
+    ident: str,
+    created: int,
+    include_usage: bool,
+    use: ToolUse | None,
 ) -> AsyncIterator[bytes]:
     base = envelope(ident, "chat.completion.chunk", created, spec)
     if include_usage:
@@ -91,16 +103,23 @@ async def _stream(
     try:
         for index, request in enumerate(requests):
             choice = first if index == 0 else await open_choice(spec, request)
-            yield chunk(index, {"role": "assistant", "content": ""})
+            calls = ToolCallDeltas(use) if use is not None else None
+            yield chunk(index, calls.first_delta if calls else {"role": "assistant", "content": ""})
             finished = None
             async with aclosing(choice.events):
                 async for event in choice.events:
                     if isinstance(event, Delta):
                         logprobs = chat_logprobs(event.logprobs) if event.logprobs else None
-                        yield chunk(index, {"content": event.text}, logprobs=logprobs)
+                        if calls is None:
+                            yield chunk(index, {"content": event.text}, logprobs=logprobs)
+                            continue
+                        for delta in calls.feed(event.text):
+                            yield chunk(index, delta, logprobs=logprobs)
+                            logprobs = None
                     elif isinstance(event, Finished):
                         finished = event
-            yield chunk(index, {}, finish_reason=finished.reason if finished else "length")
+            reason = finished.reason if finished else "length"
+            yield chunk(index, {}, finish_reason=finish_reason(reason, bool(calls and calls.called)))
             completion_tokens += finished.completion_tokens if finished else 0
         if include_usage:
             yield sse({**base, "choices": [], "usage": usage(first.started.prompt_tokens, completion_tokens)})
