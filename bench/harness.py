@@ -41,7 +41,7 @@ class Profile:
         }
 
 
-FULL = Profile("full", reps=5, max_tokens=64, concurrency=(1, 4, 8), rounds=3, cache_requests=100,
+FULL = Profile("full", reps=5, max_tokens=32, concurrency=(1, 4, 8), rounds=2, cache_requests=100,
                cache_rounds=5, embed_texts=64, startup_reps=5)
 SMOKE = Profile("smoke", reps=1, max_tokens=8, concurrency=(1, 2), rounds=1, cache_requests=5,
                 cache_rounds=1, embed_texts=4, startup_reps=1)

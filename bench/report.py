@@ -16,6 +16,10 @@ from .harness import Profile, Section, median
 logger = logging.getLogger(__name__)
 
 
+TITLES = {1: "Overhead against the engine", 2: "Against the peer", 3: "Cache hits", 4: "Concurrency",
+          5: "Embeddings", 6: "Startup"}
+
+
 def machine() -> dict:
     """What the figures were measured on."""
     cpu = "unknown CPU"
@@ -56,7 +60,9 @@ def _num(value: float | None) -> str:
 
 def write(out: Path, profile: Profile, sections: list[Section], info: dict) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
-    sections = sorted(sections, key=lambda s: s.number)
+    done = {s.number for s in sections}
+    sections = sorted(sections + [Section(n, t, skipped="not run (the run was cut short before it).")
+                                  for n, t in TITLES.items() if n not in done], key=lambda s: s.number)
     paths = [out / "results.md", out / "results.json", out / "results.png"]
     paths[0].write_text(_markdown(profile, sections, info))
     paths[1].write_text(json.dumps({"profile": profile.name, "info": info,
