@@ -71,13 +71,16 @@ async def run(profile: Profile, ours: Process, peer: Process) -> tuple[Section, 
     rounds: dict[str, dict[int, list[Round]]] = {"ours": {}, "peer": {}}
     payload = profile.chat_payload(TIER, stream=True)
     levels = [n for n in profile.concurrency if n > 1]
-    for name, process in targets.items():  # one server at a time: the peer's abandoned work must not overlap ours
-        for n in levels:
-            for _ in range(profile.rounds):
-                wait_idle(process)
+    # Rounds interleave the servers and the client counts, so load drift on a shared machine hits
+    # both sides alike. Both must be idle before each round: the peer keeps generating for the
+    # streams it cut off, and that work must not land in our measurement.
+    for _ in range(profile.rounds):
+        for n in [1, *levels]:
+            for name in ("ours", "peer") if n > 1 else ("ours",):
+                for process in targets.values():
+                    wait_idle(process)
                 wall, outcomes = await chat_clients(urls[name], payload, n)
                 rounds[name].setdefault(n, []).append(Round(wall, outcomes))
-        wait_idle(process)
     for n in levels:
         o, p = rounds["ours"][n], rounds["peer"][n]
         total = n * len(o)
@@ -97,7 +100,7 @@ async def run(profile: Profile, ours: Process, peer: Process) -> tuple[Section, 
             ratio_def="ours / peer", target="> 1",
             note=f"all tokens sent incl. cut-off streams: peer {_fmt([r.tokens_per_second for r in p])} tok/s",
         ))
-    _scaling_rows(scaling, singles["ours"][True], rounds["ours"], levels)
+    _scaling_rows(scaling, rounds["ours"], levels)
     return against, scaling
 
 
@@ -111,25 +114,24 @@ def _pair_row(metric: str, unit: str, ours: list[Outcome], peer: list[Outcome], 
     )
 
 
-def _scaling_rows(section: Section, single: list[Outcome], rounds: dict[int, list[Round]], levels: list[int]) -> None:
-    """Baseline: one client on the same tier (the single-client streaming repetitions)."""
-    one_tps = [o.tokens_per_second for o in single]
-    one_p99 = [o.ttft for o in single]
-    base_tps = sorted(one_tps)[len(one_tps) // 2]
-    base_ttft = sorted(one_p99)[len(one_p99) // 2]
+def _scaling_rows(section: Section, rounds: dict[int, list[Round]], levels: list[int]) -> None:
+    """Baseline: one client on the same tier, measured in the same round just before."""
+    ones = rounds[1]
+    one_tps = [r.tokens_per_second for r in ones]
+    one_ttft = [r.p99_ttft for r in ones]
     for n in levels:
         rs = rounds[n]
         section.rows.append(Row(
             section="concurrency", metric=f"{n} clients: aggregate tokens/s", unit="tok/s",
             ours=[r.tokens_per_second for r in rs], baseline=one_tps, baseline_label="1 client",
-            ratios=[speed_ratio(r.tokens_per_second, base_tps, lower_is_better=False) for r in rs],
-            ratio_def=f"aggregate tok/s / 1-client tok/s", target="~1 (one FIFO queue, no batching)",
+            ratios=[speed_ratio(r.tokens_per_second, b, lower_is_better=False) for r, b in zip(rs, one_tps)],
+            ratio_def="aggregate tok/s / 1-client tok/s", target="~1 (one FIFO queue, no batching)",
             note=f"{sum(r.completed for r in rs)}/{n * len(rs)} streams completed",
         ))
         section.rows.append(Row(
             section="concurrency", metric=f"{n} clients: p99 time to first token", unit="s",
-            ours=[r.p99_ttft for r in rs], baseline=one_p99, baseline_label="1 client",
-            ratios=[speed_ratio(r.p99_ttft, base_ttft, lower_is_better=True) for r in rs],
+            ours=[r.p99_ttft for r in rs], baseline=one_ttft, baseline_label="1 client",
+            ratios=[speed_ratio(r.p99_ttft, b, lower_is_better=True) for r, b in zip(rs, one_ttft)],
             ratio_def="1-client TTFT / p99 TTFT", target="(FIFO: the last client waits for n-1 answers)",
         ))
 
