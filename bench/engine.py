@@ -1,0 +1,61 @@
+"""Section 1: our HTTP API against llama-cpp-python called directly (same model, prompt, seed,
+max_tokens, greedy). Repetitions are paired and alternate which side goes first."""
+
+from __future__ import annotations
+
+import logging
+
+import httpx
+
+from .clients import Engine, Outcome, chat
+from .harness import Profile, Row, Section, speed_ratio
+from .procs import OurServer, wait_idle
+
+logger = logging.getLogger(__name__)
+TIER = "light"
+
+
+async def run(profile: Profile, server: OurServer, engine: Engine) -> Section:
+    section = Section(1, "Overhead against the engine (llama-cpp-python called directly)")
+    url = server.base_url + "/v1/chat/completions"
+    async with httpx.AsyncClient(timeout=600) as client:
+        for stream in (False, True):
+            payload = profile.chat_payload(TIER, stream=stream)
+            await chat(client, url, payload)  # warm-up: loads the tier, fills the KV prefix
+            engine.chat(payload)
+            ours: list[Outcome] = []
+            base: list[Outcome] = []
+            for i in range(profile.reps):
+                wait_idle(server)
+                if i % 2:
+                    base.append(engine.chat(payload))
+                    ours.append(await chat(client, url, payload))
+                else:
+                    ours.append(await chat(client, url, payload))
+                    base.append(engine.chat(payload))
+            label = "streaming" if stream else "non-streaming"
+            section.rows.append(_row(f"tokens/s, {label}", "tok/s", ours, base, "tokens_per_second", False))
+            if stream:
+                section.rows.append(_row("time to first token, streaming", "s", ours, base, "ttft", True))
+            _check_same_work(section, label, ours, base)
+    return section
+
+
+def _row(metric: str, unit: str, ours: list[Outcome], base: list[Outcome], attr: str, lower: bool) -> Row:
+    o = [getattr(x, attr) for x in ours]
+    b = [getattr(x, attr) for x in base]
+    return Row(
+        section="engine", metric=metric, unit=unit, ours=o, baseline=b, baseline_label="llama-cpp-python direct",
+        ratios=[speed_ratio(x, y, lower_is_better=lower) for x, y in zip(o, b)],
+        ratio_def="engine TTFT / our TTFT" if lower else "our tok/s / engine tok/s", target=">= 0.97",
+    )
+
+
+def _check_same_work(section: Section, label: str, ours: list[Outcome], base: list[Outcome]) -> None:
+    """Greedy + same seed: both sides must produce the same number of tokens, else the ratio lies."""
+    counts = {"ours": sorted({o.tokens for o in ours}), "engine": sorted({o.tokens for o in base})}
+    hits = [o.cache for o in ours if o.cache and o.cache.upper().startswith("HIT")]
+    if counts["ours"] != counts["engine"]:
+        section.notes.append(f"{label}: token counts differ (ours {counts['ours']}, engine {counts['engine']}).")
+    if hits:
+        section.notes.append(f"{label}: {len(hits)} of our responses came from the cache: figures invalid.")
