@@ -29,19 +29,47 @@ _STOP = object()  # end of a worker's queue
 
 
 class _Job:
-    __slots__ = ("request", "loop", "events", "cancelled")
+    """One generation's hand-over from the owner thread to the waiting request.
 
-    def __init__(self, request: GenerationRequest, loop: asyncio.AbstractEventLoop):
+    Waking the event loop costs CPU that the model's threads want on a small machine, so it is
+    woken once per batch of events, not once per token: events collect in `_pending` and a
+    wake-up is scheduled only when none is already due. A non-streaming request (`hold`) is
+    woken only for its first and last events: its text is only needed at the end.
+    """
+
+    __slots__ = ("request", "loop", "events", "cancelled", "_pending", "_wake_due", "_held")
+
+    def __init__(self, request: GenerationRequest, loop: asyncio.AbstractEventLoop, *, hold: bool = False):
         self.request = request
         self.loop = loop
         self.events: asyncio.Queue = asyncio.Queue()
         self.cancelled = threading.Event()
+        self._pending: deque = deque()
+        self._wake_due = False
+        self._held: list | None = [] if hold else None
 
     def emit(self, event: object) -> None:
-        try:
-            self.loop.call_soon_threadsafe(self.events.put_nowait, event)
-        except RuntimeError:  # the loop is closed: nobody is listening any more
-            self.cancelled.set()
+        """Called on the owner thread."""
+        if self._held is not None and isinstance(event, Delta):
+            self._held.append(event)
+            return
+        if self._held:
+            self._pending.extend(self._held)
+            self._held.clear()
+        self._pending.append(event)
+        if not self._wake_due:
+            self._wake_due = True
+            try:
+                self.loop.call_soon_threadsafe(self._deliver)
+            except RuntimeError:  # the loop is closed: nobody is listening any more
+                self.cancelled.set()
+
+    def _deliver(self) -> None:
+        """Called on the event loop. Clearing the flag first means no event is ever stranded:
+        one appended after this line schedules its own wake-up."""
+        self._wake_due = False
+        while self._pending:
+            self.events.put_nowait(self._pending.popleft())
 
 
 @dataclass(frozen=True)
@@ -226,9 +254,13 @@ class ModelManager:
             self._workers[spec.name] = worker
             return worker
 
-    async def generate(self, spec: ModelSpec, request: GenerationRequest) -> AsyncIterator[Event]:
-        """Events of one generation; closing the iterator cancels it within a token."""
-        job = _Job(request, asyncio.get_running_loop())
+    async def generate(
+        self, spec: ModelSpec, request: GenerationRequest, *, stream: bool = True
+    ) -> AsyncIterator[Event]:
+        """Events of one generation; closing the iterator cancels it within a token.
+
+        With `stream=False` the text events arrive together at the end (fewer loop wake-ups)."""
+        job = _Job(request, asyncio.get_running_loop(), hold=not stream)
         while not self.worker(spec).submit(job):
             await asyncio.sleep(0)  # raced with a retire: the next call makes a new worker
         try:

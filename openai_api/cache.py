@@ -238,16 +238,18 @@ def _hit_response(entry: Entry, *, stream: bool, include_usage: bool, endpoint: 
 
 
 async def cached_call(
-    request: HttpRequest, body: Any, *, endpoint: str, call: Callable[[Any], Awaitable[HttpResponse]]
+    request: HttpRequest, body: Any, *, endpoint: str, call: Callable[..., Awaitable[HttpResponse]]
 ) -> HttpResponse:
-    """Answer `body` from the cache when allowed, else run `call(body)` (storing its answer)."""
+    """Answer `body` from the cache when allowed, else run `call(body, spec=...)` (storing its answer).
+
+    The tier is read once here and handed on, so a request costs one registry query."""
     tier = await selectors.tier_aget(model=body.model)
     spec = selectors.tier_spec(tier=tier)
     decision = cache_decision(
         body=body, tier=tier, defaults=dict(spec.defaults), cache_control=request.headers.get("Cache-Control", "")
     )
     if not decision.read and not decision.write:
-        return _mark(await call(body), MISS)
+        return _mark(await call(body, spec=spec), MISS)
     normalized = normalized_request(body, tier.name)
     key = request_key(endpoint=endpoint, config_key=spec.config_key, request=normalized)
     stream = bool(body.stream)
@@ -290,7 +292,7 @@ async def cached_call(
             # The stored object needs usage: ask for it, and strip it from what this client sees.
             options = body.stream_options or StreamOptions()
             body = body.model_copy(update={"stream_options": options.model_copy(update={"include_usage": True})})
-        response = await call(body)
+        response = await call(body, spec=spec)
     except BaseException:
         release()
         raise

@@ -47,20 +47,22 @@ def choice_requests(request: GenerationRequest, n: int) -> list[GenerationReques
     ]
 
 
-async def chat_completion(body: ChatCompletionRequest) -> HttpResponse:
-    spec = await tier_spec_aget(model=body.model)
+async def chat_completion(body: ChatCompletionRequest, *, spec: ModelSpec | None = None) -> HttpResponse:
+    """`spec` when the caller already resolved the tier (the cache layer does)."""
+    spec = spec or await tier_spec_aget(model=body.model)
     require_kind(spec, "chat", "chat completions")
     generation = body.to_generation(spec)
     use = generation.constraint if isinstance(generation.constraint, ToolUse) else None
     requests = choice_requests(generation, body.n or 1)
-    first = await open_choice(spec, requests[0])
+    stream = bool(body.stream)
+    first = await open_choice(spec, requests[0], stream=stream)
     ident, created = new_id("chatcmpl"), now()
-    if body.stream:
+    if stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         return sse_response(_stream(spec, first, requests, ident, created, include_usage, use))
     choices = [await first.collect()]
     for request in requests[1:]:
-        choices.append(await (await open_choice(spec, request)).collect())
+        choices.append(await (await open_choice(spec, request, stream=False)).collect())
     shaped = []
     for i, c in enumerate(choices):
         message, called = chat_message("".join(c.text), use)

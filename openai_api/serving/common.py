@@ -93,9 +93,9 @@ class Choice:
         return self.finished.completion_tokens if self.finished else 0
 
 
-async def open_choice(spec: ModelSpec, request: GenerationRequest) -> Choice:
+async def open_choice(spec: ModelSpec, request: GenerationRequest, *, stream: bool = True) -> Choice:
     """Queue a generation and wait until the prompt is accepted, so errors come before any byte."""
-    events = get_manager().generate(spec, request)
+    events = get_manager().generate(spec, request, stream=stream)
     try:
         first = await anext(events)
     except BaseException:

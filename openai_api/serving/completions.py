@@ -34,20 +34,22 @@ from .common import (
 )
 
 
-async def completion(body: CompletionRequest) -> HttpResponse:
-    spec = await tier_spec_aget(model=body.model)
+async def completion(body: CompletionRequest, *, spec: ModelSpec | None = None) -> HttpResponse:
+    """`spec` when the caller already resolved the tier (the cache layer does)."""
+    spec = spec or await tier_spec_aget(model=body.model)
     require_kind(spec, "chat", "completions")
     n = body.n or 1
     requests = [r for prompt in body.to_generations(spec) for r in choice_requests(prompt, n)]
-    first = await open_choice(spec, requests[0])
+    stream = bool(body.stream)
+    first = await open_choice(spec, requests[0], stream=stream)
     ident, created = new_id("cmpl"), now()
     want_logprobs = body.logprobs is not None
-    if body.stream:
+    if stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         return sse_response(_stream(spec, first, requests, ident, created, include_usage, want_logprobs, n))
     choices = [await first.collect()]
     for request in requests[1:]:
-        choices.append(await (await open_choice(spec, request)).collect())
+        choices.append(await (await open_choice(spec, request, stream=False)).collect())
     prompt_tokens = sum(c.started.prompt_tokens for c in choices[::n])
     return json_response(
         {

@@ -102,3 +102,14 @@ async def test_unload_closes_the_model_and_next_request_reloads(manager):
 async def test_warm_loads_without_a_request(manager):
     status = await asyncio.to_thread(manager.warm, spec())
     assert status.state == "ready" and status.load_seconds is not None and status.requests == 0
+
+
+async def test_non_streaming_delivery_holds_text_until_the_end_but_loses_nothing(manager):
+    streamed = await run(manager, spec(), request(max_tokens=5))
+    held = [e async for e in manager.generate(spec(), request(max_tokens=5), stream=False)]
+    assert held == streamed
+
+
+async def test_events_emitted_faster_than_the_loop_drains_arrive_complete_and_in_order(manager):
+    events = await run(manager, spec(), request(max_tokens=300))
+    assert [e.text for e in events if isinstance(e, Delta)] == [f"w{i} " for i in range(300)]
