@@ -10,10 +10,37 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "llmservice.settings")
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+from django.conf import settings  # noqa: E402
 from django.core.asgi import get_asgi_application  # noqa: E402
+from django.core.handlers.asgi import ASGIHandler  # noqa: E402
 from django.urls import path  # noqa: E402
 
 django_application = get_asgi_application()
+
+
+class APIHandler(ASGIHandler):
+    """Django's ASGI handler with settings.API_MIDDLEWARE instead of settings.MIDDLEWARE.
+
+    Django builds the chain from settings.MIDDLEWARE only, so it is swapped for the build;
+    this runs once, at import, before any request."""
+
+    def load_middleware(self, is_async=False):
+        full = settings.MIDDLEWARE
+        settings.MIDDLEWARE = settings.API_MIDDLEWARE
+        try:
+            super().load_middleware(is_async)
+        finally:
+            settings.MIDDLEWARE = full
+
+
+api_application = APIHandler()
+
+
+async def http_application(scope, receive, send):
+    """API paths through the lean handler; the admin and status page through the full one."""
+    lean = scope["path"].startswith(settings.API_PATH_PREFIXES)
+    await (api_application if lean else django_application)(scope, receive, send)
+
 
 from llmservice.startup import prepare_outside_event_loop  # noqa: E402
 from openai_api.consumers import StatusConsumer  # noqa: E402
@@ -22,7 +49,7 @@ prepare_outside_event_loop()
 
 application = ProtocolTypeRouter(
     {
-        "http": django_application,
+        "http": http_application,
         "websocket": AllowedHostsOriginValidator(
             AuthMiddlewareStack(URLRouter([path("ws/status/", StatusConsumer.as_asgi())]))
         ),

@@ -45,6 +45,12 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
+# The API paths (/v1/, /health, /rerank, /internal/) need none of the session, auth, CSRF or
+# messages machinery, and under ASGI each of those runs its hooks through a thread hop: they are
+# served by a handler with only this middleware (llmservice/asgi.py).
+API_MIDDLEWARE = ["openai_api.middleware.openai_error_envelope"]
+API_PATH_PREFIXES = ("/v1/", "/health", "/rerank", "/internal/")
+
 ROOT_URLCONF = "llmservice.urls"
 ASGI_APPLICATION = "llmservice.asgi.application"
 

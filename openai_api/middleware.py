@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from django.conf import settings
 
 from .errors import error_response, from_status
 
-API_PREFIXES = ("/v1/", "/health", "/rerank", "/internal/")
 DEFAULT_MESSAGES = {404: "Not found: {method} {path}", 405: "Method {method} is not allowed on {path}"}
 
 
 def _wrap(request, response):
     if (
         response.status_code >= 400
-        and request.path.startswith(API_PREFIXES)
+        and request.path.startswith(settings.API_PATH_PREFIXES)
         and not response.get("Content-Type", "").startswith("application/json")
     ):
         template = DEFAULT_MESSAGES.get(response.status_code, "HTTP {status}")

@@ -153,3 +153,13 @@ def test_a_new_request_never_interrupts_a_running_stream(llm_server, client):
     assert rest[-1] == "data: [DONE]"
     assert events[-1]["choices"][0]["finish_reason"] == "length"  # the stream ran to its full 60 tokens
     assert other.choices[0].text is not None
+
+
+def test_api_paths_and_admin_are_both_served_through_uvicorn(llm_server):
+    """API paths go through the lean handler, the admin through Django's full middleware."""
+    missing = httpx.get(llm_server.base_url + "/v1/nothing")
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
+    wrong = httpx.get(llm_server.base_url + "/v1/chat/completions")
+    assert wrong.status_code == 405 and wrong.json()["error"]["code"] == "method_not_allowed"
+    login = httpx.get(llm_server.base_url + "/admin/login/")
+    assert login.status_code == 200 and "csrftoken" in login.cookies
