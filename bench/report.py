@@ -84,8 +84,9 @@ def _markdown(profile: Profile, sections: list[Section], info: dict) -> str:
         f"n_threads=2, n_ctx=2048, greedy, seed fixed, max_tokens={profile.max_tokens}.",
         "",
         f"Load average (1 min) at start {info['load_start']:.2f}, at end {info['load_end']:.2f}. "
-        "The machine was shared with other engineers' test runs, so absolute figures are noisy; each ratio "
-        "pairs ours with a baseline measured moments apart in the same run, which cancels part of that noise.",
+        "Anything else running on the machine makes absolute figures noisy (a load average near or above the "
+        "core count means they are); each ratio pairs ours with a baseline measured moments apart in the same "
+        "run, which cancels part of that noise.",
         "",
         "**How to read**: every ratio is normalised so that **higher is better for us** and **1.00 is "
         "parity** with the baseline (rates: ours / baseline; times: baseline / ours). *Spread* is the min-max "
