@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Iterable, Iterator
 
 from .grammar import gbnf_literal, gbnf_with
-from .params import ChatMessage, ToolSpec, ToolUse
+from .params import ChatMessage, ToolUse
 
 CALL_OPEN = "<tool_call>"
 CALL_CLOSE = "</tool_call>"

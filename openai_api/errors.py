@@ -94,3 +94,33 @@ def from_status(status: int, message: str) -> ServiceError:
     error = InvalidRequest(message, code={404: "not_found", 405: "method_not_allowed"}.get(status, "invalid_request"))
     error.status = status
     return error
+
+
+def install_error_handlers(api) -> None:
+    """Make every error a django-ninja API raises come out as the envelope (both /v1 and /internal)."""
+    from django.http import Http404
+    from ninja.errors import HttpError, ValidationError
+
+    @api.exception_handler(ServiceError)
+    def _service_error(request, exc: ServiceError):
+        return error_response(exc)
+
+    @api.exception_handler(ValidationError)
+    def _validation_error(request, exc: ValidationError):
+        return error_response(from_validation_errors(exc.errors))
+
+    @api.exception_handler(HttpError)
+    def _http_error(request, exc: HttpError):
+        message = str(exc)
+        if message.startswith("Cannot parse request body"):
+            message = "We could not parse the JSON body of your request: it is not valid JSON."
+        return error_response(from_status(exc.status_code, message))
+
+    @api.exception_handler(Http404)
+    def _not_found(request, exc: Http404):
+        return error_response(from_status(404, f"Not found: {request.method} {request.path}"))
+
+    @api.exception_handler(Exception)
+    def _unexpected(request, exc: Exception):
+        logger.exception("Unhandled error on %s %s", request.method, request.path)
+        return error_response(InternalError(INTERNAL))

@@ -6,25 +6,23 @@
 from __future__ import annotations
 
 import hmac
-import logging
 
 from asgiref.sync import sync_to_async
 from django.http import HttpRequest, HttpResponse
 from ninja import NinjaAPI, Schema
-from ninja.errors import AuthenticationError, HttpError, ValidationError
+from ninja.errors import AuthenticationError
 from ninja.security import HttpBearer
 
 from inference.manager import get_manager
-from llmservice.errors import InternalError, InvalidRequest, ModelUnavailable, ServiceError
+from llmservice.errors import InvalidRequest, ModelUnavailable, ServiceError
 from registry.client import internal_token
 from registry.selectors import cached_response_stats, tier_aget, tier_spec
 from registry.services import cached_response_clear
 
 from ..cache import cache_stats
-from ..errors import INTERNAL, error_response, from_status, from_validation_errors
+from ..errors import error_response, install_error_handlers
 from ..status import status_snapshot, worker_fields
 
-logger = logging.getLogger(__name__)
 
 UNAUTHORIZED = "Missing or wrong internal token (Authorization: Bearer ...); see INTERNAL_TOKEN."
 NOTHING_TO_UNLOAD = "Name the tiers to unload, or pass all=true."
@@ -111,22 +109,4 @@ def _unauthorized(request: HttpRequest, exc: AuthenticationError) -> HttpRespons
     return error_response(error)
 
 
-@internal_api.exception_handler(ServiceError)
-def _service_error(request: HttpRequest, exc: ServiceError) -> HttpResponse:
-    return error_response(exc)
-
-
-@internal_api.exception_handler(ValidationError)
-def _validation_error(request: HttpRequest, exc: ValidationError) -> HttpResponse:
-    return error_response(from_validation_errors(exc.errors))
-
-
-@internal_api.exception_handler(HttpError)
-def _http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
-    return error_response(from_status(exc.status_code, str(exc)))
-
-
-@internal_api.exception_handler(Exception)
-def _unexpected(request: HttpRequest, exc: Exception) -> HttpResponse:
-    logger.exception("Unhandled error on %s %s", request.method, request.path)
-    return error_response(InternalError(INTERNAL))
+install_error_handlers(internal_api)
