@@ -23,7 +23,6 @@ from ..cache import cache_stats
 from ..errors import error_response, install_error_handlers
 from ..status import status_snapshot, worker_fields
 
-
 UNAUTHORIZED = "Missing or wrong internal token (Authorization: Bearer ...); see INTERNAL_TOKEN."
 NOTHING_TO_UNLOAD = "Name the tiers to unload, or pass all=true."
 WARM_TIMEOUT_SECONDS = 600
