@@ -24,6 +24,9 @@ $(VENV)/.installed-test: $(VENV)/.installed-bench requirements-test.txt
 	$(PIP) install -r requirements-test.txt
 	@# The status page test drives Debian's chromium (Playwright never downloads a browser).
 	test -x /usr/bin/chromium || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium)
+	@# The README's curl and JavaScript examples run as written in the tests.
+	command -v curl >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y curl)
+	command -v node >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y nodejs)
 	touch $@
 
 # The test suite runs the benchmark's smoke version, so the test extras include the bench ones.

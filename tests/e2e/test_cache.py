@@ -20,7 +20,7 @@ def server(tmp_path_factory):
 
 
 def client(server) -> OpenAI:
-    return OpenAI(base_url=server.base_url + "/v1", api_key="unused", max_retries=0)
+    return OpenAI(base_url=server.base_url + "/v1", api_key="unused", max_retries=0, timeout=120)
 
 
 def ask(server, headers=None, **extra):
@@ -58,7 +58,7 @@ def test_the_cache_survives_a_restart(server):
     _, before = ask(server, messages=[{"role": "user", "content": "Name a fruit."}])
     server.stop()
     server.start()
-    assert httpx.get(server.base_url + "/health").json()["loaded"] == []  # a fresh process
+    assert httpx.get(server.base_url + "/health", timeout=120).json()["loaded"] == []  # a fresh process
     outcome, after = ask(server, messages=[{"role": "user", "content": "Name a fruit."}])
     assert outcome == "HIT"
     assert after.choices[0].message.content == before.choices[0].message.content

@@ -35,7 +35,7 @@ def test_warm_status_unload_round_trip(server):
     assert "[1/1] warming light ... ready, loaded in" in warm.stdout
     row = status_rows(server)["light"]
     assert row[2] == "yes" and row[4] == "MiB"  # memory: the mapped GGUF, ~98 MB
-    assert httpx.get(server.base_url + "/v1/models/light").json()["loaded"] is True
+    assert httpx.get(server.base_url + "/v1/models/light", timeout=120).json()["loaded"] is True
 
     unload = server.manage("unload", "light")
     assert "light: unloaded" in unload.stdout
@@ -56,7 +56,7 @@ def test_status_counts_requests_and_clearcache_empties_the_cache(server):
     assert status_rows(server)["light"][5] == "1"  # the second answer came from the cache
     assert "cache: 1 hits, 1 misses, hit rate 50%" in server.manage("status").stdout
     assert "Deleted 1 cached responses." in server.manage("clearcache", "--tier", "light").stdout
-    stats = httpx.get(server.base_url + "/internal/cache/stats", headers={"Authorization": f"Bearer {TOKEN}"}).json()
+    stats = httpx.get(server.base_url + "/internal/cache/stats", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=120).json()
     assert stats["memory_entries"] == stats["database_entries"] == 0
 
 
@@ -75,7 +75,7 @@ def test_no_server_running_says_so_and_exits_non_zero(server):
 
 
 def test_internal_endpoints_need_the_token(server):
-    response = httpx.get(server.base_url + "/internal/cache/stats")
+    response = httpx.get(server.base_url + "/internal/cache/stats", timeout=120)
     assert response.status_code == 401
     assert response.json()["error"]["code"] == "invalid_api_key"
     result = manage(server, "status", INTERNAL_TOKEN="wrong")

@@ -30,7 +30,7 @@ def server(tmp_path_factory, reranker_path):
 
 @pytest.fixture
 def client(server):
-    return openai.OpenAI(base_url=server.base_url + "/v1", api_key="unused", max_retries=0)
+    return openai.OpenAI(base_url=server.base_url + "/v1", api_key="unused", max_retries=0, timeout=120)
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture(scope="module")
 def llm(llm_server):
-    return ChatOpenAI(base_url=llm_server.base_url + "/v1", api_key="unused", model="light", max_tokens=12, temperature=0, max_retries=0)
+    return ChatOpenAI(base_url=llm_server.base_url + "/v1", api_key="unused", model="light", max_tokens=12, temperature=0, max_retries=0, timeout=120)
 
 
 def test_invoke(llm):

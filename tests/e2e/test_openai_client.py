@@ -25,17 +25,17 @@ def test_lazy_loading_is_visible_in_models_list(tmp_path):
     try:
         log = server.wait_for_log("Lazy loading enabled for 3 model configurations")  # light, embed, rerank
         assert "Loaded" not in log
-        c = openai.OpenAI(base_url=server.base_url + "/v1", api_key="unused", max_retries=0)
+        c = openai.OpenAI(base_url=server.base_url + "/v1", api_key="unused", max_retries=0, timeout=120)
         before = {m.id: m.model_extra for m in c.models.list().data}
         assert set(before) == {"light", "embed", "rerank"}
         assert not any(card["loaded"] for card in before.values())
-        assert httpx.get(server.base_url + "/health").json()["loaded"] == []
+        assert httpx.get(server.base_url + "/health", timeout=120).json()["loaded"] == []
 
         c.chat.completions.create(model="light", messages=USER, max_tokens=2)
         after = c.models.retrieve("light")
         assert after.model_extra["loaded"] is True and after.model_extra["load_time"] > 0
         assert re.search(r"Loaded light model in \d+\.\d\ds", server.log())
-        assert httpx.get(server.base_url + "/health").json()["loaded"] == ["light"]
+        assert httpx.get(server.base_url + "/health", timeout=120).json()["loaded"] == ["light"]
     finally:
         server.stop()
 
@@ -114,7 +114,7 @@ def test_bad_inputs_are_400_with_the_envelope(client, kwargs, param):
 
 
 def test_malformed_json_is_400_with_the_envelope(llm_server):
-    r = httpx.post(llm_server.base_url + "/v1/chat/completions", content=b'{"model": "light", "messages": [', headers={"Content-Type": "application/json"})
+    r = httpx.post(llm_server.base_url + "/v1/chat/completions", content=b'{"model": "light", "messages": [', headers={"Content-Type": "application/json"}, timeout=120)
     assert r.status_code == 400 and set(r.json()["error"]) == {"message", "type", "param", "code"}
 
 
@@ -138,7 +138,7 @@ def test_disconnect_mid_stream_stops_generation_and_frees_the_queue(llm_server, 
     # the next request on the tier is served (not stuck behind 1500 tokens of a gone client)
     reply = client.chat.completions.create(model="light", messages=USER, max_tokens=3)
     assert reply.choices[0].message.content is not None
-    health = httpx.get(llm_server.base_url + "/health").json()
+    health = httpx.get(llm_server.base_url + "/health", timeout=120).json()
     assert health["tiers"]["light"]["loaded"] is True
 
 
@@ -157,9 +157,9 @@ def test_a_new_request_never_interrupts_a_running_stream(llm_server, client):
 
 def test_api_paths_and_admin_are_both_served_through_uvicorn(llm_server):
     """API paths go through the lean handler, the admin through Django's full middleware."""
-    missing = httpx.get(llm_server.base_url + "/v1/nothing")
+    missing = httpx.get(llm_server.base_url + "/v1/nothing", timeout=120)
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
-    wrong = httpx.get(llm_server.base_url + "/v1/chat/completions")
+    wrong = httpx.get(llm_server.base_url + "/v1/chat/completions", timeout=120)
     assert wrong.status_code == 405 and wrong.json()["error"]["code"] == "method_not_allowed"
-    login = httpx.get(llm_server.base_url + "/admin/login/")
+    login = httpx.get(llm_server.base_url + "/admin/login/", timeout=120)
     assert login.status_code == 200 and "csrftoken" in login.cookies

@@ -10,6 +10,7 @@ from tests.server import LiveServer
 pytestmark = pytest.mark.e2e
 
 CHROMIUM = "/usr/bin/chromium"
+PLAYWRIGHT_TIMEOUT_MS = 30_000  # generous: Playwright's 5 s default flakes on a busy 2-core machine
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 
 
@@ -26,12 +27,16 @@ def server(tmp_path_factory):
 def page(server):
     if not os.path.exists(CHROMIUM):
         pytest.fail(f"{CHROMIUM} is missing: `make install-test` installs Debian's chromium")
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
+
+    expect.set_options(timeout=PLAYWRIGHT_TIMEOUT_MS)
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         try:
-            yield browser.new_page()
+            page = browser.new_page()
+            page.set_default_timeout(PLAYWRIGHT_TIMEOUT_MS)
+            yield page
         finally:
             browser.close()
 

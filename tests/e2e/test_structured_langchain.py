@@ -46,7 +46,7 @@ WEATHER_ARGS = get_weather.tool_call_schema.model_json_schema()
 @pytest.fixture(scope="module")
 def llm(llm_server):
     return langchain_openai.ChatOpenAI(
-        base_url=llm_server.base_url + "/v1", api_key="unused", model="light", temperature=0, max_tokens=200, max_retries=0
+        base_url=llm_server.base_url + "/v1", api_key="unused", model="light", temperature=0, max_tokens=200, max_retries=0, timeout=300
     )
 
 

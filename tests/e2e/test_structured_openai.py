@@ -254,7 +254,7 @@ def test_unenforceable_schema_features_are_refused(llm_server, schema, feature):
         "messages": MESSAGES,
         "response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": schema}},
     }
-    response = httpx.post(llm_server.base_url + "/v1/chat/completions", json=body)
+    response = httpx.post(llm_server.base_url + "/v1/chat/completions", json=body, timeout=120)
     assert response.status_code == 400
     error = response.json()["error"]
     assert f"'{feature}'" in error["message"] and error["param"] == "response_format.json_schema.schema"
@@ -276,7 +276,7 @@ def test_unenforceable_schema_features_are_refused(llm_server, schema, feature):
     ],
 )
 def test_bad_tool_and_format_requests_get_a_400(llm_server, extra, param):
-    response = httpx.post(llm_server.base_url + "/v1/chat/completions", json={"model": "light", "messages": MESSAGES, **extra})
+    response = httpx.post(llm_server.base_url + "/v1/chat/completions", json={"model": "light", "messages": MESSAGES, **extra}, timeout=120)
     assert response.status_code == 400
     error = response.json()["error"]
     assert set(error) == {"message", "type", "param", "code"}
