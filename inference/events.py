@@ -20,7 +20,8 @@ class TokenLogprob:
 
 @dataclass(frozen=True, slots=True)
 class Started:
-    """The prompt was accepted: tokenized and within the context window."""
+    """The prompt was accepted: tokenized and within the context window. Once per request,
+    however many choices it has."""
 
     prompt_tokens: int
     echo: str | None = None  # the prompt text, when the request asked for it back
@@ -28,17 +29,21 @@ class Started:
 
 @dataclass(frozen=True, slots=True)
 class Delta:
-    """New text, with the logprobs of the tokens whose text it completes (when asked)."""
+    """New text of choice `index`, with the logprobs of the tokens whose text it completes (when asked)."""
 
     text: str
     logprobs: list[TokenLogprob] | None = None
+    index: int = 0
 
 
 @dataclass(frozen=True, slots=True)
 class Finished:
+    """Choice `index` has ended. A request with n choices gets n of these, in any order."""
+
     reason: FinishReason
     prompt_tokens: int
     completion_tokens: int
+    index: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,6 +8,7 @@ its own asyncio queue; the owner thread feeds it events, and exceptions cross as
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import queue
 import threading
@@ -19,7 +20,7 @@ from typing import AsyncIterator
 from llmservice.errors import InternalError, ModelUnavailable, ServiceError
 
 from .backends import backend_class
-from .events import Delta, Event, Failed, Finished
+from .events import Delta, Event, Failed, Finished, Started
 from .params import GenerationRequest, ModelSpec
 
 logger = logging.getLogger(__name__)
@@ -202,23 +203,12 @@ class ModelWorker:
         return backend
 
     def _serve(self, backend, job: _Job) -> None:
-        started = time.perf_counter()
-        first_token = None
+        """Run the job's choices one after another; events of choice i carry index i."""
         try:
-            if job.cancelled.is_set():
-                return
-            for event in backend.generate(job.request, job.cancelled.is_set):
-                job.emit(event)
-                if first_token is None and isinstance(event, Delta):
-                    first_token = time.perf_counter() - started
-                elif isinstance(event, Finished):
-                    self.recent.append(RequestStat(time.perf_counter() - started, first_token, event.completion_tokens))
-                    if event.reason == "cancelled":
-                        logger.info(
-                            "%s: generation cancelled by the client after %d tokens",
-                            self.spec.name,
-                            event.completion_tokens,
-                        )
+            for index in range(job.request.n):
+                if job.cancelled.is_set():
+                    return
+                self._serve_choice(backend, job, index)
         except ServiceError as exc:
             job.emit(Failed(exc))
         except Exception:
@@ -226,6 +216,27 @@ class ModelWorker:
             job.emit(Failed(InternalError("The model failed while generating; see the server log.")))
         finally:
             self._finish(job)
+
+    def _serve_choice(self, backend, job: _Job, index: int) -> None:
+        started = time.perf_counter()
+        first_token = None
+        for event in backend.generate(job.request.choice(index), job.cancelled.is_set):
+            if isinstance(event, Started):
+                if index:
+                    continue  # one Started per request
+            elif index:
+                event = dataclasses.replace(event, index=index)
+            job.emit(event)
+            if first_token is None and isinstance(event, Delta):
+                first_token = time.perf_counter() - started
+            elif isinstance(event, Finished):
+                self.recent.append(RequestStat(time.perf_counter() - started, first_token, event.completion_tokens))
+                if event.reason == "cancelled":
+                    logger.info(
+                        "%s: generation cancelled by the client after %d tokens",
+                        self.spec.name,
+                        event.completion_tokens,
+                    )
 
     def _finish(self, job: _Job) -> None:
         job.emit(_DONE)

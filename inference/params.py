@@ -122,13 +122,26 @@ Constraint = JsonOutput | ToolUse
 
 @dataclass(frozen=True, slots=True)
 class GenerationRequest:
-    """One generation: either chat messages or a raw prompt (text or token ids)."""
+    """One prompt (chat messages, or a raw prompt as text or token ids) and its `n` choices.
+
+    Events of choice i carry `index=i`; with a seed, choice i samples with `seed + i`.
+    """
 
     sampling: SamplingParams
     messages: tuple[ChatMessage, ...] | None = None
     prompt: str | tuple[int, ...] | None = None
     echo: bool = False
     constraint: Constraint | None = None  # enforced by the backend, or refused by it
+    n: int = 1
+
+    def choice(self, index: int) -> "GenerationRequest":
+        """The single-choice request for choice `index` (its own seed)."""
+        if self.n == 1:
+            return self
+        seed = self.sampling.seed
+        return dataclasses.replace(
+            self, n=1, sampling=self.sampling.with_seed(None if seed is None else seed + index)
+        )
 
 
 @dataclass(frozen=True, slots=True)

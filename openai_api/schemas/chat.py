@@ -141,7 +141,7 @@ class ChatCompletionRequest(SamplingExtensions):
         json, tools = json_output(self.response_format), tool_use(self.tools, self.tool_choice, self.parallel_tool_calls)
         check_combination(json=json, tools=tools, response_format=self.response_format, stop=self.stop)
         messages = tool_messages((_flatten(m, i) for i, m in enumerate(self.messages)), tools)
-        return GenerationRequest(sampling=sampling, messages=messages, constraint=json or tools)
+        return GenerationRequest(sampling=sampling, messages=messages, constraint=json or tools, n=self.n or 1)
 
     def _refuse_unsupported(self) -> None:
         for param in ("audio", "prediction", "reasoning_effort", "web_search_options", "functions", "function_call"):

@@ -79,5 +79,6 @@ class CompletionRequest(SamplingExtensions):
         if json is not None and self.echo:
             raise refuse("echo", " together with response_format (the prompt is not part of the JSON)")
         return [
-            GenerationRequest(sampling=sampling, prompt=p, echo=bool(self.echo), constraint=json) for p in self.prompts()
+            GenerationRequest(sampling=sampling, prompt=p, echo=bool(self.echo), constraint=json, n=self.n or 1)
+            for p in self.prompts()
         ]

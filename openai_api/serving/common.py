@@ -61,20 +61,13 @@ def sse_error(exc: ServiceError) -> bytes:
 
 
 @dataclass
-class Choice:
-    """One generation in progress: its event stream, opened and past its `Started` event."""
+class ChoiceOutput:
+    """What one choice has produced so far."""
 
-    events: AsyncIterator[Event]
-    started: Started
+    index: int
     text: list[str] = field(default_factory=list)
     logprobs: list[TokenLogprob] = field(default_factory=list)
     finished: Finished | None = None
-
-    async def collect(self) -> "Choice":
-        async with aclosing(self.events):
-            async for event in self.events:
-                self.absorb(event)
-        return self
 
     def absorb(self, event: Event) -> None:
         if isinstance(event, Delta):
@@ -93,7 +86,26 @@ class Choice:
         return self.finished.completion_tokens if self.finished else 0
 
 
-async def open_choice(spec: ModelSpec, request: GenerationRequest, *, stream: bool = True) -> Choice:
+@dataclass
+class Generation:
+    """One prompt's generation in progress (all its n choices), opened and past its `Started` event.
+
+    Events carry their choice's index; choices may interleave."""
+
+    events: AsyncIterator[Event]
+    started: Started
+    n: int
+
+    async def collect(self) -> list[ChoiceOutput]:
+        outputs = [ChoiceOutput(i) for i in range(self.n)]
+        async with aclosing(self.events):
+            async for event in self.events:
+                if isinstance(event, (Delta, Finished)):
+                    outputs[event.index].absorb(event)
+        return outputs
+
+
+async def open_generation(spec: ModelSpec, request: GenerationRequest, *, stream: bool = True) -> Generation:
     """Queue a generation and wait until the prompt is accepted, so errors come before any byte."""
     events = get_manager().generate(spec, request, stream=stream)
     try:
@@ -104,7 +116,7 @@ async def open_choice(spec: ModelSpec, request: GenerationRequest, *, stream: bo
     if not isinstance(first, Started):  # pragma: no cover - a backend bug
         await events.aclose()
         raise RuntimeError(f"backend sent {first!r} before Started")
-    return Choice(events=events, started=first)
+    return Generation(events=events, started=first, n=request.n)
 
 
 def usage(prompt_tokens: int, completion_tokens: int) -> dict:

@@ -16,16 +16,15 @@ from llmservice.errors import ServiceError
 from registry.selectors import tier_spec_aget
 
 from ..schemas.completions import CompletionRequest
-from .chat import choice_requests
 from .common import (
     SSE_DONE,
-    Choice,
+    Generation,
     completion_logprobs,
     envelope,
     json_response,
     new_id,
     now,
-    open_choice,
+    open_generation,
     require_kind,
     sse,
     sse_error,
@@ -38,45 +37,47 @@ async def completion(body: CompletionRequest, *, spec: ModelSpec | None = None) 
     """`spec` when the caller already resolved the tier (the cache layer does)."""
     spec = spec or await tier_spec_aget(model=body.model)
     require_kind(spec, "chat", "completions")
-    n = body.n or 1
-    requests = [r for prompt in body.to_generations(spec) for r in choice_requests(prompt, n)]
+    requests = body.to_generations(spec)
     stream = bool(body.stream)
-    first = await open_choice(spec, requests[0], stream=stream)
+    first = await open_generation(spec, requests[0], stream=stream)
     ident, created = new_id("cmpl"), now()
     want_logprobs = body.logprobs is not None
     if stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        return sse_response(_stream(spec, first, requests, ident, created, include_usage, want_logprobs, n))
-    choices = [await first.collect()]
-    for request in requests[1:]:
-        choices.append(await (await open_choice(spec, request, stream=False)).collect())
-    prompt_tokens = sum(c.started.prompt_tokens for c in choices[::n])
+        return sse_response(_stream(spec, first, requests, ident, created, include_usage, want_logprobs))
+    generations = [first] + [await open_generation(spec, r, stream=False) for r in requests[1:]]
+    choices = []
+    prompt_tokens = completion_tokens = 0
+    for p, generation in enumerate(generations):
+        echo = generation.started.echo or ""
+        prompt_tokens += generation.started.prompt_tokens
+        for c in await generation.collect():
+            completion_tokens += c.completion_tokens
+            choices.append(
+                {
+                    "index": p * generation.n + c.index,
+                    "text": echo + "".join(c.text),
+                    "logprobs": completion_logprobs(c.logprobs, len(echo)) if want_logprobs else None,
+                    "finish_reason": c.finish_reason,
+                }
+            )
     return json_response(
         {
             **envelope(ident, "text_completion", created, spec),
-            "choices": [
-                {
-                    "index": i,
-                    "text": (c.started.echo or "") + "".join(c.text),
-                    "logprobs": completion_logprobs(c.logprobs, len(c.started.echo or "")) if want_logprobs else None,
-                    "finish_reason": c.finish_reason,
-                }
-                for i, c in enumerate(choices)
-            ],
-            "usage": usage(prompt_tokens, sum(c.completion_tokens for c in choices)),
+            "choices": choices,
+            "usage": usage(prompt_tokens, completion_tokens),
         }
     )
 
 
 async def _stream(
     spec: ModelSpec,
-    first: Choice,
+    first: Generation,
     requests: list[GenerationRequest],
     ident: str,
     created: int,
     include_usage: bool,
     want_logprobs: bool,
-    n: int,
 ) -> AsyncIterator[bytes]:
     base = envelope(ident, "text_completion", created, spec)
     if include_usage:
@@ -86,30 +87,35 @@ async def _stream(
         return sse({**base, "choices": [{"index": index, "text": text, "logprobs": logprobs, "finish_reason": finish_reason}]})
 
     prompt_tokens = completion_tokens = 0
+    generation = first
     try:
-        for index, request in enumerate(requests):
-            choice = first if index == 0 else await open_choice(spec, request)
-            if index % n == 0:
-                prompt_tokens += choice.started.prompt_tokens
-            offset = 0
-            if choice.started.echo:
-                yield chunk(index, choice.started.echo)
-                offset = len(choice.started.echo)
-            finished = None
-            async with aclosing(choice.events):
-                async for event in choice.events:
+        for p, request in enumerate(requests):
+            if p:
+                generation = await open_generation(spec, request)
+            prompt_tokens += generation.started.prompt_tokens
+            echo = generation.started.echo
+            offsets = [len(echo or "")] * generation.n
+            opened = [False] * generation.n
+            async with aclosing(generation.events):
+                async for event in generation.events:
+                    if not isinstance(event, (Delta, Finished)):
+                        continue
+                    index = p * generation.n + event.index
+                    if echo and not opened[event.index]:
+                        yield chunk(index, echo)
+                    opened[event.index] = True
                     if isinstance(event, Delta):
+                        offset = offsets[event.index]
                         logprobs = completion_logprobs(event.logprobs or [], offset) if want_logprobs else None
-                        offset += len(event.text)
+                        offsets[event.index] = offset + len(event.text)
                         yield chunk(index, event.text, logprobs=logprobs)
-                    elif isinstance(event, Finished):
-                        finished = event
-            yield chunk(index, "", finish_reason=finished.reason if finished else "length")
-            completion_tokens += finished.completion_tokens if finished else 0
+                    else:
+                        yield chunk(index, "", finish_reason=event.reason)
+                        completion_tokens += event.completion_tokens
         if include_usage:
             yield sse({**base, "choices": [], "usage": usage(prompt_tokens, completion_tokens)})
     except ServiceError as exc:
         yield sse_error(exc)
     finally:
-        await first.events.aclose()
+        await generation.events.aclose()
     yield SSE_DONE

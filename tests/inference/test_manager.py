@@ -113,3 +113,14 @@ async def test_non_streaming_delivery_holds_text_until_the_end_but_loses_nothing
 async def test_events_emitted_faster_than_the_loop_drains_arrive_complete_and_in_order(manager):
     events = await run(manager, spec(), request(max_tokens=300))
     assert [e.text for e in events if isinstance(e, Delta)] == [f"w{i} " for i in range(300)]
+
+
+async def test_n_choices_come_from_one_request_with_indexed_events_and_one_started(manager):
+    r = GenerationRequest(sampling=resolve_sampling({"max_tokens": 2, "seed": 7}, {}), prompt="hello", n=3)
+    events = await run(manager, spec(), r)
+    assert sum(isinstance(e, Started) for e in events) == 1
+    finished = [e for e in events if isinstance(e, Finished)]
+    assert sorted(e.index for e in finished) == [0, 1, 2]
+    assert {e.index for e in events if isinstance(e, Delta)} == {0, 1, 2}
+    assert [r.choice(i).sampling.seed for i in range(3)] == [7, 8, 9]
+    assert r.choice(1).n == 1
