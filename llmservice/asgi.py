@@ -36,10 +36,16 @@ class APIHandler(ASGIHandler):
 api_application = APIHandler()
 
 
-async def http_application(scope, receive, send):
+async def route_http(scope, receive, send):
     """API paths through the lean handler; the admin and status page through the full one."""
     lean = scope["path"].startswith(settings.API_PATH_PREFIXES)
     await (api_application if lean else django_application)(scope, receive, send)
+
+
+from llmservice.guards import guarded  # noqa: E402
+
+# Host, body size and Content-Type are checked before Django reads anything (llmservice/guards.py).
+http_application = guarded(route_http, api_path_prefixes=settings.API_PATH_PREFIXES)
 
 
 from llmservice.startup import prepare_outside_event_loop  # noqa: E402

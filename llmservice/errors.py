@@ -61,3 +61,58 @@ class InternalError(ServiceError):
     status = 500
     type = "server_error"
     code = "internal_error"
+
+
+# --- Hardening: access, admission and limits (issue 11) -------------------------------------------
+class Unauthorized(ServiceError):
+    """No API key, or one that is wrong, revoked or expired."""
+
+    status = 401
+    type = "invalid_request_error"
+    code = "invalid_api_key"
+
+
+class PermissionDenied(ServiceError):
+    """A valid API key asking for a tier outside its scope."""
+
+    status = 403
+    type = "invalid_request_error"
+    code = "model_not_allowed"
+
+
+class PayloadTooLarge(ServiceError):
+    status = 413
+    type = "invalid_request_error"
+    code = "request_too_large"
+
+
+class UnsupportedMediaType(ServiceError):
+    status = 415
+    type = "invalid_request_error"
+    code = "unsupported_media_type"
+
+
+class RateLimited(ServiceError):
+    """Too many requests: sent with `Retry-After` (whole seconds, at least 1)."""
+
+    status = 429
+    type = "requests"
+    code = "rate_limit_exceeded"
+
+    def __init__(self, message: str, *, retry_after: float, param: str | None = None, type: str | None = None):
+        super().__init__(message, param=param)
+        self.retry_after = max(1, int(-(-retry_after // 1)))
+        if type is not None:
+            self.type = type
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
+
+
+class DeadlineExceeded(ServiceError):
+    """The request's deadline (REQUEST_TIMEOUT_SECONDS) passed before it produced anything."""
+
+    status = 504
+    type = "server_error"
+    code = "timeout"

@@ -16,7 +16,7 @@ if _env_file.is_file():
     environ.Env.read_env(_env_file)
 
 # --- Django core ---------------------------------------------------------------------------
-SECRET_KEY = env.str("SECRET_KEY", default="dev-insecure-change-me")  # signs sessions (admin login)
+SECRET_KEY = env.str("SECRET_KEY", default="")  # signs sessions; unset: generated into SECRET_KEY_FILE
 DEBUG = env.bool("DEBUG", default=False)  # Django debug mode; never in production
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"])
 
@@ -149,3 +149,43 @@ LOGGING = {
         for name in ("llmservice", "registry", "inference", "openai_api")
     },
 }
+
+# --- Hardening: secrets, limits, admission, API keys (issue 11) ------------------------------
+# Where the SECRET_KEY generated on first start is kept (mode 0600) when SECRET_KEY is unset.
+SECRET_KEY_FILE = env.path("SECRET_KEY_FILE", default=BASE_DIR / "var" / "secret_key")
+if not SECRET_KEY:
+    from llmservice.secret import secret_key_from_file
+
+    SECRET_KEY = secret_key_from_file(SECRET_KEY_FILE)
+MAX_REQUEST_BODY_BYTES = env.int("MAX_REQUEST_BODY_BYTES", default=16 * 2**20)  # larger bodies: 413
+DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BODY_BYTES  # Django's own check never fires first
+MAX_JSON_DEPTH = env.int("MAX_JSON_DEPTH", default=100)  # deeper JSON request bodies: 400
+# Origins (scheme://host[:port]) whose web pages may call the API; empty: CORS off (no headers sent).
+CORS_ALLOWED_ORIGINS = env.list("CORS_ALLOWED_ORIGINS", default=[])
+if CORS_ALLOWED_ORIGINS:
+    INSTALLED_APPS.append("corsheaders")
+    MIDDLEWARE.insert(0, "corsheaders.middleware.CorsMiddleware")
+    API_MIDDLEWARE.insert(0, "corsheaders.middleware.CorsMiddleware")
+# Admission control, per tier (a tier's own values in the admin override the first two).
+QUEUE_MAX_WAITING = env.int("QUEUE_MAX_WAITING", default=32)  # requests waiting (not running); more: 429
+QUEUE_MAX_WAIT_SECONDS = env.float("QUEUE_MAX_WAIT_SECONDS", default=60.0)  # longest wait to start; then 429
+REQUEST_TIMEOUT_SECONDS = env.float("REQUEST_TIMEOUT_SECONDS", default=300.0)  # a request's deadline
+COMPLETIONS_MAX_GENERATIONS = env.int("COMPLETIONS_MAX_GENERATIONS", default=64)  # prompts x n in one request
+EMBEDDING_MAX_TOTAL_TOKENS = env.int("EMBEDDING_MAX_TOTAL_TOKENS", default=131072)  # tokens in one request
+RERANK_MAX_TOTAL_TOKENS = env.int("RERANK_MAX_TOTAL_TOKENS", default=131072)  # query+document tokens, all pairs
+LOAD_RETRY_SECONDS = env.float("LOAD_RETRY_SECONDS", default=5.0)  # first wait after a failed load (doubles)
+LOAD_RETRY_MAX_SECONDS = env.float("LOAD_RETRY_MAX_SECONDS", default=300.0)  # longest wait between load attempts
+# API keys (registry.ApiKey): off by default for local use.
+API_KEYS_REQUIRED = env.bool("API_KEYS_REQUIRED", default=False)  # /v1 needs Authorization: Bearer <key>
+API_KEY_USAGE_FLUSH_SECONDS = env.float("API_KEY_USAGE_FLUSH_SECONDS", default=60.0)  # usage/last-used writes
+RATE_LIMITER = env.str("RATE_LIMITER", default="openai_api.ratelimit.InProcessRateLimiter")  # per-key limits
+# Production behind a TLS-terminating reverse proxy (README "Security and limits"; check --deploy).
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=False)  # redirect plain HTTP to HTTPS
+if env.bool("USE_X_FORWARDED_PROTO", default=False):  # the proxy sets X-Forwarded-Proto: https
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0)  # Strict-Transport-Security max-age
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=False)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
+SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=False)  # admin session cookie over HTTPS only
+CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=False)  # CSRF cookie over HTTPS only
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])  # e.g. https://llm.example.com

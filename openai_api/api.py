@@ -5,6 +5,7 @@ from __future__ import annotations
 from ninja import NinjaAPI
 
 from .errors import install_error_handlers
+from .parser import StrictJSONParser
 from .routers.chat import router as chat_router
 from .routers.completions import router as completions_router
 from .routers.embeddings import router as embeddings_router
@@ -17,6 +18,7 @@ api = NinjaAPI(
     version="1.0",
     description="OpenAI-compatible API over local models, addressed by tier name.",
     docs_url="/docs",
+    parser=StrictJSONParser(),
 )
 api.add_router("", chat_router)
 api.add_router("", completions_router)

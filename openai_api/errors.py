@@ -10,7 +10,7 @@ import logging
 
 from django.http import HttpResponse
 
-from llmservice.errors import InternalError, InvalidRequest, ServiceError
+from llmservice.errors import InternalError, InvalidRequest, PayloadTooLarge, ServiceError
 
 logger = logging.getLogger(__name__)
 
@@ -19,6 +19,7 @@ MISSING_PARAMETER = "Missing required parameter: '{param}'."
 INVALID_PARAMETER = "Invalid '{param}': {reason}."
 EMPTY_BODY = "The request body is empty; expected a JSON object."
 INVALID_BODY = "The request body is not a JSON object: {reason}."
+BODY_TOO_LARGE = "The request body is larger than this server accepts ({limit} bytes; MAX_REQUEST_BODY_BYTES)."
 INTERNAL = "The server had an error while processing your request; see the server log."
 
 # pydantic error type -> OpenAI error code
@@ -59,7 +60,10 @@ def error_body(exc: ServiceError) -> dict:
 
 
 def error_response(exc: ServiceError) -> HttpResponse:
-    return HttpResponse(json.dumps(error_body(exc)), status=exc.status, content_type="application/json")
+    response = HttpResponse(json.dumps(error_body(exc)), status=exc.status, content_type="application/json")
+    for name, value in getattr(exc, "headers", {}).items():  # Retry-After of a 429
+        response[name] = value
+    return response
 
 
 def from_validation_errors(errors: list[dict]) -> ServiceError:
@@ -98,6 +102,8 @@ def from_status(status: int, message: str) -> ServiceError:
 
 def install_error_handlers(api) -> None:
     """Make every error a django-ninja API raises come out as the envelope (both /v1 and /internal)."""
+    from django.conf import settings
+    from django.core.exceptions import RequestDataTooBig
     from django.http import Http404
     from ninja.errors import HttpError, ValidationError
 
@@ -111,6 +117,8 @@ def install_error_handlers(api) -> None:
 
     @api.exception_handler(HttpError)
     def _http_error(request, exc: HttpError):
+        if isinstance(exc.__cause__, ServiceError):  # our JSON parser's own words (openai_api/parser.py)
+            return error_response(exc.__cause__)
         message = str(exc)
         if message.startswith("Cannot parse request body"):
             message = "We could not parse the JSON body of your request: it is not valid JSON."
@@ -119,6 +127,10 @@ def install_error_handlers(api) -> None:
     @api.exception_handler(Http404)
     def _not_found(request, exc: Http404):
         return error_response(from_status(404, f"Not found: {request.method} {request.path}"))
+
+    @api.exception_handler(RequestDataTooBig)
+    def _too_big(request, exc: RequestDataTooBig):  # the ASGI guard refuses these first (llmservice/guards.py)
+        return error_response(PayloadTooLarge(BODY_TOO_LARGE.format(limit=settings.MAX_REQUEST_BODY_BYTES)))
 
     @api.exception_handler(Exception)
     def _unexpected(request, exc: Exception):

@@ -12,6 +12,7 @@ import os
 from typing import Any
 
 import numpy as np
+from django.conf import settings
 
 from llmservice.errors import ContextLengthExceeded, InvalidRequest, ModelUnavailable, UnsupportedParameter
 
@@ -27,6 +28,10 @@ TOO_LONG = (
 )
 NO_DIMENSIONS = "The model '{model}' does not support 'dimensions': {why}."
 DIMENSIONS_TOO_LARGE = "'dimensions' must be at most {size} for the model '{model}'; got {dimensions}."
+TOO_MANY_TOKENS = (
+    "This request's inputs are {tokens} tokens in all; at most {limit} are allowed in one request "
+    "(EMBEDDING_MAX_TOTAL_TOKENS). Send fewer or shorter inputs per request."
+)
 NO_EXTENSION = "'{param}' is only available from BGE-M3 tiers (backend bge_m3); '{model}' is a {backend} tier."
 
 
@@ -97,6 +102,10 @@ class _EmbeddingBackend:
                     TOO_LONG.format(index=index, tokens=count, model=self.spec.name, limit=self.max_tokens), param="input"
                 )
         counts = [min(c, self.max_tokens) for c in counts]
+        if sum(counts) > settings.EMBEDDING_MAX_TOTAL_TOKENS:
+            raise InvalidRequest(
+                TOO_MANY_TOKENS.format(tokens=sum(counts), limit=settings.EMBEDDING_MAX_TOTAL_TOKENS), param="input"
+            )
         return Prepared(request, (request.return_sparse, request.return_colbert), counts, texts)
 
     def _check_options(self, request: EmbeddingRequest) -> None:

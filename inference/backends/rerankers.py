@@ -11,11 +11,20 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from django.conf import settings
+
+from llmservice.errors import InvalidRequest
+
 from ..batching import batch_max_items
 from ..retrieval import Prepared, RerankRequest, RerankResult
 from .embeddings import _cannot_load, _offline, model_dir_problems, refuse_problems
 
 logger = logging.getLogger(__name__)
+
+TOO_MANY_TOKENS = (
+    "This request is {tokens} tokens in all (the query with each document, truncated to the model's limit); "
+    "at most {limit} are allowed in one request (RERANK_MAX_TOTAL_TOKENS). Send fewer or shorter documents."
+)
 
 
 class _RerankBackend:
@@ -33,7 +42,12 @@ class _RerankBackend:
         encoded = self.tokenizer(
             queries, list(request.documents), truncation="longest_first", max_length=self.max_tokens
         )
-        return Prepared(request, None, [len(ids) for ids in encoded["input_ids"]])
+        counts = [len(ids) for ids in encoded["input_ids"]]
+        if sum(counts) > settings.RERANK_MAX_TOTAL_TOKENS:
+            raise InvalidRequest(
+                TOO_MANY_TOKENS.format(tokens=sum(counts), limit=settings.RERANK_MAX_TOTAL_TOKENS), param="documents"
+            )
+        return Prepared(request, None, counts)
 
     def run(self, batch: list[Prepared]) -> list[RerankResult]:
         pairs = [(p.request.query, doc) for p in batch for doc in p.request.documents]

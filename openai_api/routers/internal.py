@@ -21,6 +21,7 @@ from registry.services import cached_response_clear
 
 from ..cache import cache_stats
 from ..errors import error_response, install_error_handlers
+from ..parser import StrictJSONParser
 from ..status import status_snapshot, worker_fields
 
 UNAUTHORIZED = "Missing or wrong internal token (Authorization: Bearer ...); see INTERNAL_TOKEN."
@@ -34,7 +35,8 @@ class InternalToken(HttpBearer):
 
 
 internal_api = NinjaAPI(
-    title="llmservice internal", version="1.0", urls_namespace="internal", docs_url=None, auth=InternalToken()
+    title="llmservice internal", version="1.0", urls_namespace="internal", docs_url=None, auth=InternalToken(),
+    parser=StrictJSONParser(),
 )
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from pydantic import Field
 
 from inference.params import GenerationRequest, ModelSpec
@@ -16,6 +17,12 @@ from .common import SamplingExtensions, StreamOptions, refuse, sampling_from
 from .structured import ResponseFormat, check_combination, json_output
 
 OPENAI_DEFAULT_MAX_TOKENS = 16  # the completions endpoint's documented default
+EMPTY_PROMPT = "'prompt' must not be empty: send at least one character or token."
+EMPTY_PROMPT_ITEM = "'prompt' item {index} is empty: every prompt needs at least one character or token."
+TOO_MANY_GENERATIONS = (
+    "This request asks for {count} generations ({prompts} prompts x n={n}); at most {limit} are allowed "
+    "in one request (COMPLETIONS_MAX_GENERATIONS)."
+)
 
 
 class CompletionRequest(SamplingExtensions):
@@ -43,19 +50,19 @@ class CompletionRequest(SamplingExtensions):
     response_format: ResponseFormat | None = None
 
     def prompts(self) -> list[str | tuple[int, ...]]:
-        """The prompts to complete: one per string (or token list) given."""
+        """The prompts to complete: one per string (or token list) given; none may be empty
+        (llama.cpp cannot decode zero tokens)."""
         prompt: Any = self.prompt
+        if not prompt:
+            raise InvalidRequest(EMPTY_PROMPT, param="prompt")
         if isinstance(prompt, str):
             return [prompt]
-        if not prompt:
-            raise InvalidRequest("'prompt' must not be empty.", param="prompt")
         if all(isinstance(p, int) for p in prompt):
             return [tuple(prompt)]
-        if all(isinstance(p, str) for p in prompt):
-            return list(prompt)
-        if any(not p for p in prompt):
-            raise InvalidRequest("'prompt' must not contain an empty token list.", param="prompt")
-        return [tuple(p) for p in prompt]
+        for index, item in enumerate(prompt):
+            if not item:
+                raise InvalidRequest(EMPTY_PROMPT_ITEM.format(index=index), param=f"prompt.{index}")
+        return [p if isinstance(p, str) else tuple(p) for p in prompt]
 
     def to_generations(self, spec: ModelSpec) -> list[GenerationRequest]:
         """One neutral request per prompt; refuses what this server can't honour."""
@@ -78,7 +85,12 @@ class CompletionRequest(SamplingExtensions):
         check_combination(json=json, tools=None, response_format=self.response_format, stop=self.stop)
         if json is not None and self.echo:
             raise refuse("echo", " together with response_format (the prompt is not part of the JSON)")
-        return [
-            GenerationRequest(sampling=sampling, prompt=p, echo=bool(self.echo), constraint=json, n=self.n or 1)
-            for p in self.prompts()
-        ]
+        prompts, n = self.prompts(), self.n or 1
+        if len(prompts) * n > settings.COMPLETIONS_MAX_GENERATIONS:
+            raise InvalidRequest(
+                TOO_MANY_GENERATIONS.format(
+                    count=len(prompts) * n, prompts=len(prompts), n=n, limit=settings.COMPLETIONS_MAX_GENERATIONS
+                ),
+                param="n" if len(prompts) == 1 else "prompt",
+            )
+        return [GenerationRequest(sampling=sampling, prompt=p, echo=bool(self.echo), constraint=json, n=n) for p in prompts]
