@@ -20,6 +20,7 @@ from django.conf import settings
 
 from llmservice.errors import InternalError, ModelUnavailable, ServiceError
 
+from .admission import Admission, QueueLimits, Timeout
 from .manager import _STOP, ModelWorker, RequestStat
 
 logger = logging.getLogger(__name__)
@@ -31,14 +32,24 @@ MAX_JOBS_PER_BATCH = 64
 class BatchJob:
     """One embedding or rerank request waiting for its result on the event loop."""
 
-    __slots__ = ("request", "loop", "future", "cancelled", "queued_at")
+    __slots__ = ("request", "loop", "future", "cancelled", "queued_at", "admission", "limits")
 
-    def __init__(self, request: Any, loop: asyncio.AbstractEventLoop):
+    def __init__(
+        self, request: Any, loop: asyncio.AbstractEventLoop, *, admission: Admission | None = None, limits: QueueLimits | None = None
+    ):
         self.request = request
         self.loop = loop
         self.future: asyncio.Future = loop.create_future()
         self.cancelled = threading.Event()
         self.queued_at = time.perf_counter()
+        self.admission = admission
+        self.limits = limits or QueueLimits()
+
+    def time_out(self, kind: Timeout) -> None:
+        """On the event loop: answered now (429 or 504); a batch already computing runs to its end."""
+        self.cancelled.set()
+        if not self.future.done() and self.admission is not None:
+            self.future.set_exception(self.admission.timeout_error(kind, self.limits))
 
     def resolve(self, outcome: Any) -> None:
         """Hand a result or an exception (as a value) back to the waiting request."""
@@ -59,9 +70,9 @@ class BatchJob:
 class BatchWorker(ModelWorker):
     """Owns one embedding or rerank model; serves everything waiting in its queue as one batch."""
 
-    def __init__(self, spec):
+    def __init__(self, spec, **kwargs):
         self.batch_sizes: deque[int] = deque(maxlen=self.RECENT)  # jobs per forward pass
-        super().__init__(spec)
+        super().__init__(spec, **kwargs)
 
     def _run(self) -> None:
         backend = self._load()
@@ -105,6 +116,8 @@ class BatchWorker(ModelWorker):
             if job.cancelled.is_set():
                 self._done(job)
                 continue
+            if job.admission is not None:
+                job.admission.started()
             try:
                 prepared = backend.prepare(job.request)
             except Exception as exc:
@@ -134,6 +147,8 @@ class BatchWorker(ModelWorker):
         return InternalError("The model failed while computing; see the server log.")
 
     def _done(self, job: BatchJob) -> None:
+        if job.admission is not None:
+            job.admission.finished()
         with self._lock:
             self.in_flight -= 1
             self.requests += 1

@@ -19,14 +19,18 @@ from typing import AsyncIterator
 
 from llmservice.errors import InternalError, ModelUnavailable, ServiceError
 
+from .admission import Admission, Timeout, gate_for
 from .backends import backend_class
 from .events import Delta, Event, Failed, Finished, Started
+from .load_errors import load_backoff, public_load_error, retry_message
 from .params import GenerationRequest, ModelSpec
 
 logger = logging.getLogger(__name__)
 
 _DONE = object()  # end of one job's events
 _STOP = object()  # end of a worker's queue
+_TIMED_OUT = object()  # wakes a request whose queue wait or deadline passed before it started
+
 
 
 class _Job:
@@ -38,16 +42,33 @@ class _Job:
     woken only for its first and last events: its text is only needed at the end.
     """
 
-    __slots__ = ("request", "loop", "events", "cancelled", "_pending", "_wake_due", "_held")
+    __slots__ = ("request", "loop", "events", "cancelled", "admission", "timed_out", "_pending", "_wake_due", "_held")
 
-    def __init__(self, request: GenerationRequest, loop: asyncio.AbstractEventLoop, *, hold: bool = False):
+    def __init__(
+        self,
+        request: GenerationRequest,
+        loop: asyncio.AbstractEventLoop,
+        *,
+        hold: bool = False,
+        admission: Admission | None = None,
+    ):
         self.request = request
         self.loop = loop
         self.events: asyncio.Queue = asyncio.Queue()
         self.cancelled = threading.Event()
+        self.admission = admission
+        self.timed_out: Timeout | None = None
         self._pending: deque = deque()
         self._wake_due = False
         self._held: list | None = [] if hold else None
+
+    def time_out(self, kind: Timeout) -> None:
+        """On the event loop: the queue wait or the deadline passed. A running job stops through
+        its cancellation (its last events say "timeout"); a waiting one is answered now."""
+        self.timed_out = kind
+        self.cancelled.set()
+        if self.admission is None or not self.admission.running:
+            self.events.put_nowait(_TIMED_OUT)
 
     def emit(self, event: object) -> None:
         """Called on the owner thread."""
@@ -98,6 +119,8 @@ class WorkerStatus:
     last_used: float | None
     error: str | None
     recent: tuple[RequestStat, ...] = ()
+    failures: int = 0  # consecutive failed loads of this configuration
+    retry_at: float | None = None  # time.time() of the next load attempt after a failure
 
     @property
     def queued(self) -> int:
@@ -109,11 +132,13 @@ class ModelWorker:
 
     RECENT = 50
 
-    def __init__(self, spec: ModelSpec):
+    def __init__(self, spec: ModelSpec, *, failures: int = 0):
         self.spec = spec
         self.state = "loading"
         self.load_seconds: float | None = None
         self.error: str | None = None
+        self.failures = failures  # consecutive failed loads before this one
+        self.retry_at: float | None = None
         self.requests = 0
         self.in_flight = 0
         self.last_used: float | None = None
@@ -161,6 +186,8 @@ class ModelWorker:
             last_used=self.last_used,
             error=self.error,
             recent=tuple(self.recent),
+            failures=self.failures,
+            retry_at=self.retry_at,
         )
 
     # --- the owner thread ----------------------------------------------------------------
@@ -186,8 +213,10 @@ class ModelWorker:
         except Exception as exc:  # every failure becomes a 503 for the waiting requests
             if not isinstance(exc, ServiceError):
                 logger.exception("Loading %s failed", self.spec.name)
-            self.error = str(exc) if isinstance(exc, ServiceError) else f"Model '{self.spec.name}' failed to load: {exc}"
-            logger.error("%s", self.error)
+            logger.error("Loading %s failed: %s", self.spec.name, exc)
+            self.failures += 1
+            self.retry_at = time.time() + load_backoff(self.failures)
+            self.error = public_load_error(self.spec, exc)
             with self._lock:
                 self.state = "failed"
                 self._accepting = False
@@ -204,6 +233,8 @@ class ModelWorker:
 
     def _serve(self, backend, job: _Job) -> None:
         """Run the job's choices one after another; events of choice i carry index i."""
+        if job.admission is not None:
+            job.admission.started()
         try:
             for index in range(job.request.n):
                 if job.cancelled.is_set():
@@ -233,12 +264,15 @@ class ModelWorker:
                 self.recent.append(RequestStat(time.perf_counter() - started, first_token, event.completion_tokens))
                 if event.reason == "cancelled":
                     logger.info(
-                        "%s: generation cancelled by the client after %d tokens",
+                        "%s: generation %s after %d tokens",
                         self.spec.name,
+                        "stopped at the request's deadline" if job.timed_out else "cancelled by the client",
                         event.completion_tokens,
                     )
 
     def _finish(self, job: _Job) -> None:
+        if job.admission is not None:
+            job.admission.finished()
         job.emit(_DONE)
         with self._lock:
             self.in_flight -= 1
@@ -254,52 +288,81 @@ class ModelManager:
         self._lock = threading.Lock()
 
     def worker(self, spec: ModelSpec) -> ModelWorker:
-        """The worker serving `spec`, starting a load if there is none (or a stale one)."""
+        """The worker serving `spec`, starting a load if there is none (or a stale one).
+
+        A configuration that failed to load is not retried before its `retry_at` (the wait
+        doubles with each failure): until then this raises ModelUnavailable (503)."""
         with self._lock:
             current = self._workers.get(spec.name)
-            if current is not None and current.state != "failed" and current.spec.load_key == spec.load_key:
-                return current
+            failures = 0
+            if current is not None and current.spec.load_key == spec.load_key:
+                if current.state != "failed":
+                    return current
+                if current.retry_at is not None and time.time() < current.retry_at:
+                    raise ModelUnavailable(retry_message(current.error, current.retry_at))
+                failures = current.failures
             if current is not None:
                 current.retire()  # its queued requests finish on the old instance
-            worker = _worker_class(spec)(spec)
+            worker = _worker_class(spec)(spec, failures=failures)
             self._workers[spec.name] = worker
             return worker
 
     async def generate(
-        self, spec: ModelSpec, request: GenerationRequest, *, stream: bool = True
+        self, spec: ModelSpec, request: GenerationRequest, *, stream: bool = True, deadline: float | None = None
     ) -> AsyncIterator[Event]:
         """Events of one generation; closing the iterator cancels it within a token.
 
-        With `stream=False` the text events arrive together at the end (fewer loop wake-ups)."""
-        job = _Job(request, asyncio.get_running_loop(), hold=not stream)
-        while not self.worker(spec).submit(job):
-            await asyncio.sleep(0)  # raced with a retire: the next call makes a new worker
+        With `stream=False` the text events arrive together at the end (fewer loop wake-ups).
+        The tier's admission gate may refuse it (429); past `deadline` (time.monotonic()) it
+        stops through the same cancellation, its Finished events saying "timeout"."""
+        loop = asyncio.get_running_loop()
+        admission = gate_for(spec.name).admit(spec.limits)
+        job = _Job(request, loop, hold=not stream, admission=admission)
+        admission.watch(loop, max_wait_seconds=spec.limits.max_wait_seconds, deadline=deadline, on_timeout=job.time_out)
         try:
+            while not self.worker(spec).submit(job):
+                await asyncio.sleep(0)  # raced with a retire: the next call makes a new worker
             while True:
                 event = await job.events.get()
                 if event is _DONE:
                     return
+                if event is _TIMED_OUT:
+                    raise admission.timeout_error(job.timed_out, spec.limits)
                 if isinstance(event, Failed):
                     raise event.error
+                if job.timed_out and isinstance(event, Finished) and event.reason == "cancelled":
+                    event = dataclasses.replace(event, reason="timeout")
                 yield event
         finally:
             job.cancelled.set()
+            admission.close()
 
-    async def run_batched(self, spec: ModelSpec, request):
-        """The result of one embedding or rerank request, batched with whatever else is waiting."""
+    async def run_batched(self, spec: ModelSpec, request, *, deadline: float | None = None):
+        """The result of one embedding or rerank request, batched with whatever else is waiting.
+
+        Admission as for `generate`; past `deadline` the request is answered 504 (a batch
+        already computing is not interrupted)."""
         from .batching import BatchJob
 
-        job = BatchJob(request, asyncio.get_running_loop())
-        while not self.worker(spec).submit(job):
-            await asyncio.sleep(0)  # raced with a retire: the next call makes a new worker
+        loop = asyncio.get_running_loop()
+        admission = gate_for(spec.name).admit(spec.limits)
+        job = BatchJob(request, loop, admission=admission, limits=spec.limits)
+        admission.watch(loop, max_wait_seconds=spec.limits.max_wait_seconds, deadline=deadline, on_timeout=job.time_out)
         try:
+            while not self.worker(spec).submit(job):
+                await asyncio.sleep(0)  # raced with a retire: the next call makes a new worker
             return await job.future
         finally:
             job.cancelled.set()
+            admission.close()
 
     def warm(self, spec: ModelSpec, timeout: float | None = None) -> WorkerStatus:
-        """Load `spec` now (blocking the calling thread, never the event loop)."""
-        worker = self.worker(spec)
+        """Load `spec` now (blocking the calling thread, never the event loop); a configuration
+        waiting to retry a failed load answers its failed status."""
+        try:
+            worker = self.worker(spec)
+        except ModelUnavailable:
+            return self._workers[spec.name].status()
         worker.wait_loaded(timeout)
         return worker.status()
 

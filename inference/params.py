@@ -11,6 +11,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Literal, Mapping
 
+from .admission import QueueLimits
+
 # Engine defaults: OpenAI's for the OpenAI parameters, llama.cpp's for the extensions.
 ENGINE_DEFAULTS: dict[str, Any] = {
     "temperature": 1.0,
@@ -155,6 +157,7 @@ class ModelSpec:
     load: Mapping[str, Any]  # n_ctx, n_threads, chat_format, ... (backend-specific)
     defaults: Mapping[str, Any]  # soft sampling defaults
     aliases: tuple[str, ...] = ()
+    limits: QueueLimits = QueueLimits()  # admission (inference/admission.py); not part of either key
 
     @property
     def load_key(self) -> str:

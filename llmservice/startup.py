@@ -22,6 +22,17 @@ def prepare() -> None:
         logger.error("The database is not ready (%s): run `python manage.py migrate`.", exc)
         return
     logger.info("Lazy loading enabled for %d model configurations", count)
+    _warn_public_secret()
+
+
+def _warn_public_secret() -> None:
+    """Under plain uvicorn the bind address is unknown here: warn (`manage.py serve` refuses off loopback)."""
+    from django.conf import settings
+
+    from llmservice.secret import OLD_DEFAULT_SECRET_KEY
+
+    if settings.SECRET_KEY == OLD_DEFAULT_SECRET_KEY:
+        logger.warning("SECRET_KEY is the public default of an old .env.example: remove it from .env (a random key is generated).")
 
 
 def prepare_outside_event_loop() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ninja import NinjaAPI
 
+from .access import ApiKeyAuth
 from .errors import install_error_handlers
 from .parser import StrictJSONParser
 from .routers.chat import router as chat_router
@@ -19,6 +20,7 @@ api = NinjaAPI(
     description="OpenAI-compatible API over local models, addressed by tier name.",
     docs_url="/docs",
     parser=StrictJSONParser(),
+    auth=ApiKeyAuth(),  # API keys when API_KEYS_REQUIRED is on; anonymous otherwise
 )
 api.add_router("", chat_router)
 api.add_router("", completions_router)

@@ -27,13 +27,14 @@ from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from registry import selectors, services
 from registry.signals import cached_responses_cleared
 
+from .access import authorized_tier
 from .cache_sse import StreamAssembler, replay_sse, sse_events, strip_usage
 from .schemas.common import StreamOptions
+from .serving.common import uncacheable
 
 logger = logging.getLogger(__name__)
 
 HIT, MISS = "HIT", "MISS"
-FOLLOWER_WAIT_SECONDS = 600  # a follower never waits forever on a leader whose client vanished
 # Fields that never change an answer: the stream framing is rebuilt, `user` is only a label.
 UNKEYED_FIELDS = ("stream", "stream_options", "user")
 
@@ -243,7 +244,7 @@ async def cached_call(
     """Answer `body` from the cache when allowed, else run `call(body, spec=...)` (storing its answer).
 
     The tier is read once here and handed on, so a request costs one registry query."""
-    tier = await selectors.tier_aget(model=body.model)
+    tier = await authorized_tier(request, model=body.model)
     spec = selectors.tier_spec(tier=tier)
     decision = cache_decision(
         body=body, tier=tier, defaults=dict(spec.defaults), cache_control=request.headers.get("Cache-Control", "")
@@ -260,7 +261,8 @@ async def cached_call(
         entry = await cache_lookup(key)
         if entry is None and key in response_cache.inflight:
             try:  # single flight: an identical request is generating; wait for its answer
-                await asyncio.wait_for(asyncio.shield(response_cache.inflight[key]), FOLLOWER_WAIT_SECONDS)
+                # never longer than the leader's own deadline (REQUEST_TIMEOUT_SECONDS)
+                await asyncio.wait_for(asyncio.shield(response_cache.inflight[key]), settings.REQUEST_TIMEOUT_SECONDS or None)
             except asyncio.TimeoutError:
                 pass
             entry = await cache_lookup(key)
@@ -298,12 +300,16 @@ async def cached_call(
         raise
     if not isinstance(response, StreamingHttpResponse):
         try:
-            if response.status_code == 200:
+            if response.status_code == 200 and not uncacheable(response):  # cut short by its deadline: never stored
                 await store(json.loads(response.content))
         finally:
             release()
         return _mark(response, MISS)
-    response.streaming_content = _capture(response.streaming_content, endpoint, include_usage, store, release)
+    async def store_complete(response_obj: dict) -> None:
+        if not uncacheable(response):
+            await store(response_obj)
+
+    response.streaming_content = _capture(response.streaming_content, endpoint, include_usage, store_complete, release)
     _release_on_close(response, release)
     return _mark(response, MISS)
 

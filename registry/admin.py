@@ -67,6 +67,7 @@ class TierAdmin(admin.ModelAdmin):
         (None, {"fields": ("name", "aliases", "kind", "backend", "model_path", "enabled", "cache_enabled", "description")}),
         ("Load parameters (empty: the global setting)", {"fields": Tier.LOAD_FIELDS}),
         ("Default sampling (used only when a request omits the field)", {"fields": Tier.SAMPLING_FIELDS}),
+        ("Admission (empty: QUEUE_MAX_WAITING / QUEUE_MAX_WAIT_SECONDS)", {"fields": Tier.ADMISSION_FIELDS}),
     )
 
     def changelist_view(self, request, extra_context=None):

@@ -51,3 +51,35 @@ def cache_and_channel_settings(app_configs=None, **kwargs):
                 Error("REDIS_URL is set but channels-redis is not installed.", hint="pip install channels-redis", id="registry.E003")
             )
     return errors
+
+
+# --- Security (issue 11) ----------------------------------------------------------------------------
+def is_loopback(host: str) -> bool:
+    """Whether `host` (a bind address) is reachable from this machine only."""
+    import ipaddress
+
+    if host in ("localhost", ""):
+        return host == "localhost"
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+@register("security")
+def secret_key_not_public(app_configs=None, **kwargs):
+    """The SECRET_KEY that `.env.example` once shipped is public: refused off loopback, warned on it."""
+    from django.conf import settings
+    from django.core.checks import Error
+
+    from llmservice.secret import OLD_DEFAULT_SECRET_KEY
+
+    if settings.SECRET_KEY != OLD_DEFAULT_SECRET_KEY:
+        return []
+    hint = "Remove SECRET_KEY from .env: a random key is generated into SECRET_KEY_FILE on first start."
+    if is_loopback(settings.HOST):
+        return [Warning("SECRET_KEY is the public default of an old .env.example.", hint=hint, id="registry.W010")]
+    return [
+        Error(f"SECRET_KEY is the public default of an old .env.example and HOST={settings.HOST} is reachable.",
+              hint=hint, id="registry.E010")
+    ]

@@ -58,6 +58,15 @@ class Tier(models.Model):
     )
     stop = models.JSONField(default=list, blank=True, help_text='Default stop strings, a JSON list: ["\\n\\n"].')
 
+    # Admission control (inference/admission.py): empty means QUEUE_MAX_WAITING / QUEUE_MAX_WAIT_SECONDS.
+    max_waiting = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Most requests waiting to start (running ones not counted); more get a 429."
+    )
+    max_queue_wait_seconds = models.FloatField(
+        null=True, blank=True, validators=[MinValueValidator(0.0)],
+        help_text="Longest a request may wait to start before it gets a 429.",
+    )
+
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -73,6 +82,7 @@ class Tier(models.Model):
         "stop",
     )
     LOAD_FIELDS = ("n_ctx", "n_gpu_layers", "n_threads", "n_batch", "chat_format")
+    ADMISSION_FIELDS = ("max_waiting", "max_queue_wait_seconds")
 
     class Meta:
         ordering = ["name"]
@@ -137,3 +147,51 @@ class CachedResponse(models.Model):
 
     def __str__(self) -> str:
         return f"{self.tier.name}/{self.endpoint} {self.key[:12]}"
+
+
+# --- API keys (issue 11) ------------------------------------------------------------------------
+class ApiKey(models.Model):
+    """A client's key for /v1 when API_KEYS_REQUIRED is on. Only a SHA-256 of the key is stored:
+    the key itself is shown once, when it is made (admin or `manage.py createapikey`)."""
+
+    name = models.CharField(max_length=100, help_text="Who or what uses this key.")
+    prefix = models.CharField(max_length=16, editable=False, help_text="The key's first characters, to recognise it.")
+    key_hash = models.CharField(max_length=64, unique=True, editable=False)
+    tiers = models.ManyToManyField(
+        Tier, blank=True, related_name="api_keys", help_text="The tiers this key may use; none selected: every tier."
+    )
+    expires_at = models.DateTimeField(null=True, blank=True, help_text="Empty: never expires.")
+    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+    requests_per_minute = models.PositiveIntegerField(null=True, blank=True, help_text="Empty: no limit.")
+    tokens_per_minute = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Prompt + completion tokens per minute; empty: no limit."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False, help_text="Updated at most once a minute.")
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "API key"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}...)"
+
+
+class ApiKeyUsage(models.Model):
+    """Requests and tokens of one key on one tier on one day (UTC), written at most once a minute."""
+
+    key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, related_name="usage")
+    tier = models.CharField(max_length=64)
+    day = models.DateField()
+    requests = models.PositiveBigIntegerField(default=0)
+    prompt_tokens = models.PositiveBigIntegerField(default=0)
+    completion_tokens = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-day", "tier"]
+        verbose_name = "API key usage"
+        verbose_name_plural = "API key usage"
+        constraints = [models.UniqueConstraint(fields=["key", "tier", "day"], name="one_usage_row_per_key_tier_day")]
+
+    def __str__(self) -> str:
+        return f"{self.key.name} {self.tier} {self.day}"

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
+from datetime import datetime
 
 from django.conf import settings
 from django.db.models import Count, Sum
 from django.utils import timezone
 
+from inference.admission import QueueLimits
 from inference.backends import backend_class
 from inference.params import ModelSpec
 from llmservice.errors import ModelNotFound, ServiceError
 
-from .models import CachedResponse, Tier
+from .models import ApiKey, CachedResponse, Tier
 
 MODEL_NOT_FOUND = "The model '{model}' does not exist. GET /v1/models lists the tiers served here."
 MODEL_DISABLED = "The model '{model}' is disabled in the registry."
@@ -38,6 +41,17 @@ def tier_spec(*, tier: Tier) -> ModelSpec:
         load=load,
         defaults={k: v for k, v in defaults.items() if v is not None},
         aliases=tuple(tier.alias_list),
+        limits=tier_limits(tier=tier),
+    )
+
+
+def tier_limits(*, tier: Tier) -> QueueLimits:
+    """The tier's admission limits: its own values, else the global settings."""
+    return QueueLimits(
+        max_waiting=tier.max_waiting if tier.max_waiting is not None else settings.QUEUE_MAX_WAITING,
+        max_wait_seconds=(
+            tier.max_queue_wait_seconds if tier.max_queue_wait_seconds is not None else settings.QUEUE_MAX_WAIT_SECONDS
+        ),
     )
 
 
@@ -111,3 +125,43 @@ def cached_response_stats() -> dict[str, dict[str, int]]:
     return {
         r["tier__name"]: {"entries": r["entries"], "bytes": r["bytes"] or 0, "hits": r["hits"] or 0} for r in rows
     }
+
+
+# --- API keys (issue 11) --------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ApiKeyInfo:
+    """What a request needs to know about its key: a snapshot, read once per request."""
+
+    id: int
+    name: str
+    prefix: str
+    tiers: frozenset[str] | None  # None: every tier
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    requests_per_minute: int | None
+    tokens_per_minute: int | None
+    last_used_at: datetime | None
+
+    def allows(self, tier: str) -> bool:
+        return self.tiers is None or tier in self.tiers
+
+
+def api_key_find(*, secret: str) -> ApiKeyInfo | None:
+    """The key whose hash matches `secret` (revoked and expired ones too), or None."""
+    from .services import api_key_hash
+
+    key = ApiKey.objects.filter(key_hash=api_key_hash(secret=secret)).prefetch_related("tiers").first()
+    if key is None:
+        return None
+    names = frozenset(t.name for t in key.tiers.all())
+    return ApiKeyInfo(
+        id=key.pk,
+        name=key.name,
+        prefix=key.prefix,
+        tiers=names or None,
+        expires_at=key.expires_at,
+        revoked_at=key.revoked_at,
+        requests_per_minute=key.requests_per_minute,
+        tokens_per_minute=key.tokens_per_minute,
+        last_used_at=key.last_used_at,
+    )

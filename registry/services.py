@@ -5,11 +5,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
+import secrets
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import date, datetime, timedelta
 from typing import Any, Callable, Mapping
 
 from django.conf import settings
@@ -20,7 +22,7 @@ from django.utils import timezone
 
 from inference.bundled import minilm_dir, smollm2_gguf
 
-from .models import CachedResponse, Tier
+from .models import ApiKey, ApiKeyUsage, CachedResponse, Tier
 from .signals import cached_responses_cleared
 
 logger = logging.getLogger(__name__)
@@ -49,6 +51,8 @@ ENV_FIELDS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "PRESENCE_PENALTY": ("presence_penalty", float),
     "FREQUENCY_PENALTY": ("frequency_penalty", float),
     "STOP": ("stop", json.loads),
+    "MAX_WAITING": ("max_waiting", int),
+    "MAX_QUEUE_WAIT_SECONDS": ("max_queue_wait_seconds", float),
 }
 
 
@@ -136,7 +140,7 @@ def _seed_one(*, name: str, values: dict[str, Any], force: bool) -> SeedResult:
         tier = tier or Tier(name=name)
         if force:
             # Overwrite means: what the environment doesn't set goes back to the default.
-            for field in Tier.SAMPLING_FIELDS + Tier.LOAD_FIELDS:
+            for field in Tier.SAMPLING_FIELDS + Tier.LOAD_FIELDS + Tier.ADMISSION_FIELDS:
                 setattr(tier, field, Tier._meta.get_field(field).get_default())
         for field, value in values.items():
             setattr(tier, field, value)
@@ -201,3 +205,67 @@ def cached_response_clear(
     cached_responses_cleared.send(sender=CachedResponse, tier=tier, keys=keys, expired_only=expired_only)
     logger.info("Cleared %d cached responses (tier=%s, expired_only=%s)", deleted, tier or "all", expired_only)
     return deleted
+
+
+# --- API keys (issue 11) --------------------------------------------------------------------------
+API_KEY_PREFIX = "sk-llm-"
+
+
+def api_key_hash(*, secret: str) -> str:
+    """What is stored of a key. The key is 256 random bits, so a plain SHA-256 can't be guessed back."""
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def api_key_issue(*, key: ApiKey) -> str:
+    """Give `key` a new secret and save it; the secret is returned once and never stored."""
+    secret = API_KEY_PREFIX + secrets.token_urlsafe(32)
+    key.key_hash = api_key_hash(secret=secret)
+    key.prefix = secret[: len(API_KEY_PREFIX) + 4]
+    key.save()
+    return secret
+
+
+def api_key_create(
+    *,
+    name: str,
+    tiers: list[Tier] | tuple[Tier, ...] = (),
+    expires_at: datetime | None = None,
+    requests_per_minute: int | None = None,
+    tokens_per_minute: int | None = None,
+) -> tuple[ApiKey, str]:
+    """A new key (limited to `tiers`, or every tier when empty) and its secret, shown once."""
+    with transaction.atomic():
+        key = ApiKey(
+            name=name,
+            expires_at=expires_at,
+            requests_per_minute=requests_per_minute,
+            tokens_per_minute=tokens_per_minute,
+        )
+        secret = api_key_issue(key=key)
+        key.tiers.set(tiers)
+    logger.info("API key %s... (%s) created", key.prefix, name)
+    return key, secret
+
+
+def api_key_revoke(*, key: ApiKey) -> None:
+    if key.revoked_at is None:
+        key.revoked_at = timezone.now()
+        key.save(update_fields=["revoked_at"])
+        logger.info("API key %s... (%s) revoked", key.prefix, key.name)
+
+
+def api_key_usage_write(
+    *, usage: Mapping[tuple[int, str, date], tuple[int, int, int]], last_used: Mapping[int, datetime]
+) -> None:
+    """Add buffered usage (key id, tier, day) -> (requests, prompt tokens, completion tokens) and
+    set last-used times. Called by the usage buffer at most once a minute, never per token."""
+    with transaction.atomic():
+        for (key_id, tier, day), (requests, prompt, completion) in usage.items():
+            row, _ = ApiKeyUsage.objects.get_or_create(key_id=key_id, tier=tier, day=day)
+            ApiKeyUsage.objects.filter(pk=row.pk).update(
+                requests=F("requests") + requests,
+                prompt_tokens=F("prompt_tokens") + prompt,
+                completion_tokens=F("completion_tokens") + completion,
+            )
+        for key_id, when in last_used.items():
+            ApiKey.objects.filter(pk=key_id).update(last_used_at=when)

@@ -61,8 +61,10 @@ def _offline() -> None:
 
 
 def _cannot_load(spec, exc: Exception) -> ModelUnavailable:
+    """The details (paths, exception) go to the log; the client hears the tier and directory name."""
     logger.exception("Loading %s from %s failed", spec.name, spec.model_path)
-    return ModelUnavailable(f"Model '{spec.name}' cannot be loaded from {spec.model_path}: {exc}.")
+    name = os.path.basename(spec.model_path.rstrip("/"))
+    return ModelUnavailable(f"Model '{spec.name}' cannot be loaded from its model directory '{name}'; see the server log.")
 
 
 def truncate_dimensions(vector: np.ndarray, dimensions: int | None) -> np.ndarray:

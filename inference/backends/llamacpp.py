@@ -19,6 +19,7 @@ from llmservice.errors import ContextLengthExceeded, InvalidRequest, ModelUnavai
 
 from ..decoding import TextAssembler
 from ..events import Delta, Event, Finished, Started, TokenLogprob
+from ..gguf import gguf_problem
 from ..grammar import json_gbnf
 from ..params import Constraint, GenerationRequest, JsonOutput, ModelSpec, SamplingParams
 from ..tools import tool_gbnf
@@ -68,6 +69,8 @@ class LlamaCppBackend:
             problems.append(f"model file not found: {path}")
         elif not os.access(path, os.R_OK):
             problems.append(f"model file is not readable: {path}")
+        elif problem := gguf_problem(path):
+            problems.append(problem)
         chat_format = spec.load.get("chat_format")
         if chat_format and chat_format not in CHAT_FORMATS:
             problems.append(f"unknown chat_format '{chat_format}' (one of {', '.join(CHAT_FORMATS)})")

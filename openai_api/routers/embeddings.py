@@ -1,6 +1,9 @@
 from django.http import HttpRequest
 from ninja import Router
 
+from registry.selectors import tier_spec
+
+from ..access import authorized_tier
 from ..schemas.embeddings import EmbeddingRequest
 from ..serving.embeddings import create_embeddings
 
@@ -10,4 +13,5 @@ router = Router(tags=["embeddings"])
 @router.post("/embeddings", summary="Create embeddings (dense; BGE-M3 tiers add sparse and ColBERT on request)")
 async def embeddings(request: HttpRequest, body: EmbeddingRequest):
     """https://platform.openai.com/docs/api-reference/embeddings/create"""
-    return await create_embeddings(body)
+    tier = await authorized_tier(request, model=body.model)
+    return await create_embeddings(body, spec=tier_spec(tier=tier))

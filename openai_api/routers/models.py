@@ -2,8 +2,9 @@ from django.http import HttpRequest
 from ninja import Router
 
 from inference.manager import get_manager
-from registry.selectors import tier_aget, tier_alist
+from registry.selectors import tier_alist
 
+from ..access import caller_allows, visible_tier
 from ..serving.models import model_card
 
 router = Router(tags=["models"])
@@ -13,11 +14,12 @@ router = Router(tags=["models"])
 async def list_models(request: HttpRequest):
     """https://platform.openai.com/docs/api-reference/models/list"""
     status = get_manager().status()
-    return {"object": "list", "data": [model_card(t, status.get(t.name)) for t in await tier_alist()]}
+    tiers = [t for t in await tier_alist() if caller_allows(request, t.name)]  # a key sees its own tiers
+    return {"object": "list", "data": [model_card(t, status.get(t.name)) for t in tiers]}
 
 
 @router.get("/models/{path:model_id}", summary="Retrieve one tier by name, alias or model file name")
 async def retrieve_model(request: HttpRequest, model_id: str):
     """https://platform.openai.com/docs/api-reference/models/retrieve"""
-    tier = await tier_aget(model=model_id)
+    tier = await visible_tier(request, model=model_id)
     return model_card(tier, get_manager().status().get(tier.name))

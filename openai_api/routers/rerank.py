@@ -3,6 +3,9 @@ from django.urls import resolve
 from django.views.decorators.csrf import csrf_exempt
 from ninja import Router
 
+from registry.selectors import tier_spec
+
+from ..access import authorized_tier
 from ..schemas.rerank import RerankRequest
 from ..serving.rerank import create_rerank
 
@@ -12,7 +15,8 @@ router = Router(tags=["rerank"])
 @router.post("/rerank", summary="Rerank documents against a query (Cohere-compatible; also at /rerank)")
 async def rerank(request: HttpRequest, body: RerankRequest):
     """https://docs.cohere.com/reference/rerank"""
-    return await create_rerank(body)
+    tier = await authorized_tier(request, model=body.model)
+    return await create_rerank(body, spec=tier_spec(tier=tier))
 
 
 @csrf_exempt

@@ -61,7 +61,7 @@ class CompletionRequest(SamplingExtensions):
             return [tuple(prompt)]
         for index, item in enumerate(prompt):
             if not item:
-                raise InvalidRequest(EMPTY_PROMPT_ITEM.format(index=index), param=f"prompt.{index}")
+                raise InvalidRequest(EMPTY_PROMPT_ITEM.format(index=index), param="prompt")
         return [p if isinstance(p, str) else tuple(p) for p in prompt]
 
     def to_generations(self, spec: ModelSpec) -> list[GenerationRequest]:

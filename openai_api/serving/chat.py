@@ -20,12 +20,16 @@ from ..schemas.chat import ChatCompletionRequest
 from .common import (
     SSE_DONE,
     Generation,
+    Outcome,
     chat_logprobs,
+    deadline,
+    deadline_error,
     envelope,
     json_response,
     new_id,
     now,
     open_generation,
+    public_reason,
     require_kind,
     sse,
     sse_error,
@@ -42,12 +46,17 @@ async def chat_completion(body: ChatCompletionRequest, *, spec: ModelSpec | None
     request = body.to_generation(spec)
     use = request.constraint if isinstance(request.constraint, ToolUse) else None
     stream = bool(body.stream)
-    generation = await open_generation(spec, request, stream=stream)
+    outcome = Outcome()
+    generation = await open_generation(spec, request, stream=stream, deadline=deadline(), outcome=outcome)
     ident, created = new_id("chatcmpl"), now()
     if stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        return sse_response(_stream(spec, generation, ident, created, include_usage, use))
+        response = sse_response(_stream(spec, generation, ident, created, include_usage, use))
+        response.outcome = outcome
+        return response
     outputs = await generation.collect()
+    if outcome.timed_out and not any("".join(c.text) for c in outputs):
+        raise deadline_error()
     shaped = []
     for c in outputs:
         message, called = chat_message("".join(c.text), use)
@@ -59,13 +68,15 @@ async def chat_completion(body: ChatCompletionRequest, *, spec: ModelSpec | None
                 "finish_reason": finish_reason(c.finish_reason, called),
             }
         )
-    return json_response(
+    response = json_response(
         {
             **envelope(ident, "chat.completion", created, spec),
             "choices": shaped,
             "usage": usage(generation.started.prompt_tokens, sum(c.completion_tokens for c in outputs)),
         }
     )
+    response.outcome = outcome
+    return response
 
 
 async def _stream(
@@ -87,6 +98,7 @@ async def _stream(
 
     calls = [ToolCallDeltas(use) if use is not None else None for _ in range(generation.n)]
     opened = [False] * generation.n
+    produced = False  # any text yet, in any choice
     completion_tokens = 0
     try:
         async with aclosing(generation.events):
@@ -98,6 +110,7 @@ async def _stream(
                     opened[index] = True
                     yield chunk(index, parser.first_delta if parser else {"role": "assistant", "content": ""})
                 if isinstance(event, Delta):
+                    produced = produced or bool(event.text)
                     logprobs = chat_logprobs(event.logprobs) if event.logprobs else None
                     if parser is None:
                         yield chunk(index, {"content": event.text}, logprobs=logprobs)
@@ -106,8 +119,10 @@ async def _stream(
                         yield chunk(index, delta, logprobs=logprobs)
                         logprobs = None
                 else:
+                    if event.reason == "timeout" and not produced:
+                        raise deadline_error()  # nothing to show for it: the error event below
                     called = bool(parser and parser.called)
-                    yield chunk(index, {}, finish_reason=finish_reason(event.reason, called))
+                    yield chunk(index, {}, finish_reason=finish_reason(public_reason(event.reason), called))
                     completion_tokens += event.completion_tokens
         if include_usage:
             yield sse({**base, "choices": [], "usage": usage(generation.started.prompt_tokens, completion_tokens)})

@@ -9,13 +9,16 @@ from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import AsyncIterator
 
+from django.conf import settings
 from django.http import HttpResponse, StreamingHttpResponse
 
+from inference.admission import DEADLINE_PASSED, request_deadline
 from inference.events import Delta, Event, Finished, Started, TokenLogprob
 from inference.manager import get_manager
 from inference.params import GenerationRequest, ModelSpec
-from llmservice.errors import ServiceError, WrongModelKind
+from llmservice.errors import DeadlineExceeded, ServiceError, WrongModelKind
 
+from ..access import meter_tokens
 from ..errors import error_body
 
 SSE_DONE = b"data: [DONE]\n\n"
@@ -60,6 +63,33 @@ def sse_error(exc: ServiceError) -> bytes:
     return sse(error_body(exc))
 
 
+def deadline() -> float | None:
+    """This request's deadline (REQUEST_TIMEOUT_SECONDS from now), shared by all its generations."""
+    return request_deadline(settings.REQUEST_TIMEOUT_SECONDS)
+
+
+def public_reason(reason: str) -> str:
+    """A choice stopped at the request's deadline ends as OpenAI's "length" (it was cut short)."""
+    return "length" if reason == "timeout" else reason
+
+
+def deadline_error() -> DeadlineExceeded:
+    return DeadlineExceeded(DEADLINE_PASSED)
+
+
+@dataclass
+class Outcome:
+    """What the cache must know about a response once it is complete: an answer cut short by
+    its deadline is never stored."""
+
+    timed_out: bool = False
+
+
+def uncacheable(response: HttpResponse) -> bool:
+    outcome = getattr(response, "outcome", None)
+    return bool(outcome and outcome.timed_out)
+
+
 @dataclass
 class ChoiceOutput:
     """What one choice has produced so far."""
@@ -79,7 +109,7 @@ class ChoiceOutput:
 
     @property
     def finish_reason(self) -> str:
-        return self.finished.reason if self.finished else "length"
+        return public_reason(self.finished.reason) if self.finished else "length"
 
     @property
     def completion_tokens(self) -> int:
@@ -105,9 +135,16 @@ class Generation:
         return outputs
 
 
-async def open_generation(spec: ModelSpec, request: GenerationRequest, *, stream: bool = True) -> Generation:
+async def open_generation(
+    spec: ModelSpec,
+    request: GenerationRequest,
+    *,
+    stream: bool = True,
+    deadline: float | None = None,
+    outcome: Outcome | None = None,
+) -> Generation:
     """Queue a generation and wait until the prompt is accepted, so errors come before any byte."""
-    events = get_manager().generate(spec, request, stream=stream)
+    events = _observed(get_manager().generate(spec, request, stream=stream, deadline=deadline), outcome or Outcome())
     try:
         first = await anext(events)
     except BaseException:
@@ -117,6 +154,19 @@ async def open_generation(spec: ModelSpec, request: GenerationRequest, *, stream
         await events.aclose()
         raise RuntimeError(f"backend sent {first!r} before Started")
     return Generation(events=events, started=first, n=request.n)
+
+
+async def _observed(events: AsyncIterator[Event], outcome: Outcome) -> AsyncIterator[Event]:
+    """The events as they pass: tokens counted for the API key's usage, a deadline noted."""
+    async with aclosing(events):
+        async for event in events:
+            if isinstance(event, Started):
+                await meter_tokens(prompt=event.prompt_tokens)
+            elif isinstance(event, Finished):
+                await meter_tokens(completion=event.completion_tokens)
+                if event.reason == "timeout":
+                    outcome.timed_out = True
+            yield event
 
 
 def usage(prompt_tokens: int, completion_tokens: int) -> dict:

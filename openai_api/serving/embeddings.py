@@ -11,11 +11,13 @@ import numpy as np
 from django.http import HttpResponse
 
 from inference.manager import get_manager
+from inference.params import ModelSpec
 from inference.retrieval import Embedding
 from registry.selectors import tier_spec_aget
 
+from ..access import meter_tokens
 from ..schemas.embeddings import EmbeddingRequest
-from .common import json_response, require_kind
+from .common import deadline, json_response, require_kind
 
 
 def encode_vector(vector: np.ndarray, encoding_format: str) -> list[float] | str:
@@ -35,10 +37,12 @@ def embedding_object(index: int, embedding: Embedding, encoding_format: str) -> 
     return data
 
 
-async def create_embeddings(body: EmbeddingRequest) -> HttpResponse:
-    spec = await tier_spec_aget(model=body.model)
+async def create_embeddings(body: EmbeddingRequest, *, spec: ModelSpec | None = None) -> HttpResponse:
+    """`spec` when the caller already resolved (and authorized) the tier."""
+    spec = spec or await tier_spec_aget(model=body.model)
     require_kind(spec, "embedding", "embeddings")
-    result = await get_manager().run_batched(spec, body.to_request())
+    result = await get_manager().run_batched(spec, body.to_request(), deadline=deadline())
+    await meter_tokens(prompt=result.prompt_tokens)
     return json_response(
         {
             "object": "list",

@@ -8,17 +8,21 @@ from __future__ import annotations
 from django.http import HttpResponse
 
 from inference.manager import get_manager
+from inference.params import ModelSpec
 from registry.selectors import tier_spec_aget
 
+from ..access import meter_tokens
 from ..schemas.rerank import RerankRequest
-from .common import json_response, new_id, require_kind
+from .common import deadline, json_response, new_id, require_kind
 
 
-async def create_rerank(body: RerankRequest) -> HttpResponse:
-    spec = await tier_spec_aget(model=body.model)
+async def create_rerank(body: RerankRequest, *, spec: ModelSpec | None = None) -> HttpResponse:
+    """`spec` when the caller already resolved (and authorized) the tier."""
+    spec = spec or await tier_spec_aget(model=body.model)
     require_kind(spec, "rerank", "rerank")
     request = body.to_request()
-    result = await get_manager().run_batched(spec, request)
+    result = await get_manager().run_batched(spec, request, deadline=deadline())
+    await meter_tokens(prompt=result.prompt_tokens)
     order = sorted(range(len(result.scores)), key=lambda i: result.scores[i], reverse=True)
     if body.top_n is not None:
         order = order[: body.top_n]

@@ -137,7 +137,7 @@ def test_missing_model_file_is_unavailable_not_a_crash(tmp_path):
 def test_corrupt_model_file_is_unavailable_not_a_crash(tmp_path):
     bad = tmp_path / "bad.gguf"
     bad.write_bytes(b"not a gguf at all")
-    with pytest.raises(ModelUnavailable, match="failed to load"):
+    with pytest.raises(ModelUnavailable, match="bad.gguf: not a GGUF file"):
         LlamaCppBackend.load(make_spec(str(bad)))
 
 

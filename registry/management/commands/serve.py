@@ -1,8 +1,31 @@
-"""`manage.py serve`: run the ASGI app under uvicorn on HOST:PORT with LOG_LEVEL."""
+"""`manage.py serve`: run the ASGI app under uvicorn on HOST:PORT with LOG_LEVEL.
+
+A database that was never migrated (or is behind) is migrated first, so `serve` on a fresh
+checkout works; the old public SECRET_KEY is refused on a reachable address.
+"""
+
+import logging
 
 import uvicorn
 from django.conf import settings
-from django.core.management.base import BaseCommand
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandError
+from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
+
+from llmservice.secret import OLD_DEFAULT_SECRET_KEY
+from registry.checks import is_loopback
+
+logger = logging.getLogger("registry.serve")
+
+PUBLIC_SECRET_REFUSED = (
+    "SECRET_KEY is the public default from an old .env.example: refusing to serve on {host}, which other "
+    "machines can reach. Remove SECRET_KEY from .env (a random key is generated into SECRET_KEY_FILE) or set your own."
+)
+PUBLIC_SECRET_WARNING = (
+    "SECRET_KEY is the public default from an old .env.example; anyone can compute the internal token. "
+    "Remove it from .env (a random key is then generated) before serving beyond this machine."
+)
 
 
 class Command(BaseCommand):
@@ -13,6 +36,11 @@ class Command(BaseCommand):
         parser.add_argument("--port", type=int, default=settings.PORT)
 
     def handle(self, *args, host, port, **options):
+        if settings.SECRET_KEY == OLD_DEFAULT_SECRET_KEY:
+            if not is_loopback(host):
+                raise CommandError(PUBLIC_SECRET_REFUSED.format(host=host))
+            logger.warning("%s", PUBLIC_SECRET_WARNING)
+        migrate_if_needed()
         uvicorn.run(
             "llmservice.asgi:application",
             host=host,
@@ -22,3 +50,15 @@ class Command(BaseCommand):
             workers=1,
             lifespan="off",  # Django has no lifespan handlers
         )
+
+
+def migrate_if_needed() -> None:
+    """Apply pending migrations, saying so: a never-migrated database would otherwise serve 500s."""
+    executor = MigrationExecutor(connection)
+    plan = executor.migration_plan(executor.loader.graph.leaf_nodes())
+    if not plan:
+        return
+    state = "has never been migrated" if not executor.loader.applied_migrations else "is behind the code"
+    logger.warning("The database %s: applying %d migrations before serving", state, len(plan))
+    call_command("migrate", interactive=False, verbosity=0)
+    logger.info("Database migrated")
