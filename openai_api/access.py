@@ -20,6 +20,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.http import HttpRequest
 from django.utils import timezone
+from ninja.security import HttpBearer
 
 from llmservice.errors import PermissionDenied, RateLimited, Unauthorized
 from registry.models import Tier
@@ -73,8 +74,12 @@ def _shown(secret: str) -> str:
     return f"{secret[:7]}...{secret[-4:]}" if len(secret) > 14 else "***"
 
 
-class ApiKeyAuth:
-    """django-ninja auth for /v1: the caller's key (as a Meter), or ANONYMOUS with keys off."""
+class ApiKeyAuth(HttpBearer):
+    """django-ninja auth for /v1: the caller's key (as a Meter), or ANONYMOUS with keys off.
+    (A bearer scheme, so the OpenAPI document declares it.)"""
+
+    def authenticate(self, request: HttpRequest, token: str):  # pragma: no cover - __call__ does it all
+        raise NotImplementedError
 
     async def __call__(self, request: HttpRequest):
         if not settings.API_KEYS_REQUIRED:

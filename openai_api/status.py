@@ -36,6 +36,7 @@ def worker_fields(status: WorkerStatus | None) -> dict[str, Any]:
         "queued": status.queued if status else 0,
         "last_used": status.last_used if status else None,
         "error": status.error if status else None,
+        "next_retry_at": status.retry_at if status and status.state == "failed" else None,
         "recent_seconds": round(sum(r.seconds for r in recent[-10:]) / len(recent[-10:]), 3) if recent else None,
         "tokens_per_second": round(sum(rates[-10:]) / len(rates[-10:]), 1) if rates else None,
         "history": [round(r.tokens_per_second, 1) for r in recent if r.tokens_per_second][-30:],

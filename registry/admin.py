@@ -17,9 +17,9 @@ from django.utils.html import format_html
 from inference.backends.llamacpp import CHAT_FORMATS
 from inference.manager import get_manager
 
-from .models import CachedResponse, Tier
+from .models import ApiKey, ApiKeyUsage, CachedResponse, Tier
 from .selectors import tier_problems, tier_spec
-from .services import cached_response_clear
+from .services import api_key_issue, api_key_revoke, cached_response_clear
 
 logger = logging.getLogger(__name__)
 
@@ -82,6 +82,10 @@ class TierAdmin(admin.ModelAdmin):
         status = self._worker(tier)
         state = status.state if status else "unloaded"
         colour = {"ready": "#1a7f37", "failed": "#cf222e", "loading": "#9a6700", "retiring": "#9a6700"}.get(state, "#6e7781")
+        if status and state == "failed":  # why, and when the next load attempt is
+            retry = f"; next attempt in {max(0, int(status.retry_at - time.time()))}s" if status.retry_at else ""
+            return format_html('<span class="tier-state" data-state="{}" style="color:{}" title="{}">{} ({}{})</span>',
+                               state, colour, status.error or "", state, status.error or "", retry)
         return format_html('<span class="tier-state" data-state="{}" style="color:{}">{}</span>', state, colour, state)
 
     @admin.display(description="Load time")
@@ -176,3 +180,62 @@ class CachedResponseAdmin(admin.ModelAdmin):
         names = set(queryset.values_list("tier__name", flat=True))
         deleted = sum(cached_response_clear(tier=name) for name in names)
         self.message_user(request, f"Deleted {deleted} entries of {', '.join(sorted(names))}.")
+
+
+# --- API keys (issue 11) --------------------------------------------------------------------------
+class ApiKeyUsageInline(admin.TabularInline):
+    model = ApiKeyUsage
+    extra = 0
+    can_delete = False
+    fields = readonly_fields = ("day", "tier", "requests", "prompt_tokens", "completion_tokens")
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    """Keys are made here (the secret is shown once, in the confirmation message) and revoked
+    with an action; only a hash is stored."""
+
+    list_display = ("name", "prefix", "scope", "expires_at", "revoked_at", "last_used_at",
+                    "requests_per_minute", "tokens_per_minute", "created_at")
+    list_filter = ("revoked_at",)
+    search_fields = ("name", "prefix")
+    filter_horizontal = ("tiers",)
+    fields = ("name", "tiers", "expires_at", "requests_per_minute", "tokens_per_minute",
+              "prefix", "created_at", "last_used_at", "revoked_at")
+    readonly_fields = ("prefix", "created_at", "last_used_at", "revoked_at")
+    inlines = (ApiKeyUsageInline,)
+    actions = ("revoke",)
+
+    @admin.display(description="Tiers")
+    def scope(self, key: ApiKey) -> str:
+        return ", ".join(t.name for t in key.tiers.all()) or "all"
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            return super().save_model(request, obj, form, change)
+        secret = api_key_issue(key=obj)
+        self.message_user(
+            request, f"The new key, shown only this once (only its hash is stored): {secret}", messages.WARNING
+        )
+
+    @admin.action(description="Revoke the selected keys")
+    def revoke(self, request, queryset):
+        for key in queryset:
+            api_key_revoke(key=key)
+        self.message_user(request, f"Revoked {queryset.count()} keys.")
+
+
+@admin.register(ApiKeyUsage)
+class ApiKeyUsageAdmin(admin.ModelAdmin):
+    list_display = ("key", "tier", "day", "requests", "prompt_tokens", "completion_tokens")
+    list_filter = ("tier", "day", "key")
+    date_hierarchy = "day"
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False

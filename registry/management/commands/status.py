@@ -36,6 +36,10 @@ class Command(BaseCommand):
         widths = [max(len(r[i]) for r in [COLUMNS, *rows]) for i in range(len(COLUMNS))]
         for row in [COLUMNS, *rows]:
             self.stdout.write("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+        for t in status["tiers"]:
+            if t["state"] == "failed":  # why, and when the server tries again
+                retry = f"; next load attempt in {max(0, int(t['next_retry_at'] - time.time()))}s" if t.get("next_retry_at") else ""
+                self.stdout.write(f"{t['name']}: failed: {t['error']}{retry}")
         cache = status["cache"]
         rate = f"{cache['hit_rate']:.0%}" if cache["hit_rate"] is not None else "-"
         self.stdout.write(f"cache: {cache['hits']} hits, {cache['misses']} misses, hit rate {rate}")
