@@ -4,14 +4,16 @@ One gate per tier sits in front of the model. It needs only two signals from wha
 model, "this request started running" and "this request finished", and the tier's limits; it
 knows nothing of queues, threads or batches, so the engine behind it can change freely.
 
-- `admit()` refuses (429, Retry-After) when `max_waiting` requests are already waiting. Waiting
-  means queued and not yet running; running requests don't count.
+- `admit()` refuses (429, Retry-After) when the new request would have to wait behind
+  `max_waiting` others. Waiting means queued and not yet running; running requests don't count,
+  and a request that can start at once (fewer than `capacity` running) never waits.
 - `watch()` calls back once a request has waited `max_wait_seconds` without starting (the
   caller answers 429), and at its deadline (the caller stops it through its cancellation path:
   with text so far it ends as `length`, with none it is a 504).
 
 Interface (kept stable for the engine rewrite):
     gate_for(tier: str) -> AdmissionGate
+    AdmissionGate.capacity: int                                     # requests the engine runs at once (1)
     AdmissionGate.admit(limits: QueueLimits) -> Admission          # raises RateLimited
     Admission.started() / Admission.finished()                      # from the engine, any thread
     Admission.watch(loop, *, max_wait_seconds, deadline, on_timeout) # on the event loop
@@ -61,8 +63,9 @@ class AdmissionGate:
     # Seconds a request takes to run, averaged over recent ones: the basis of Retry-After.
     SMOOTHING = 0.2
 
-    def __init__(self, tier: str):
+    def __init__(self, tier: str, capacity: int = 1):
         self.tier = tier
+        self.capacity = capacity  # how many requests the engine runs at once; set by the engine
         self.waiting = 0
         self.running = 0
         self.refused = 0
@@ -72,7 +75,8 @@ class AdmissionGate:
     def admit(self, limits: QueueLimits) -> "Admission":
         """A new waiting request, or RateLimited (429) when the tier has too many waiting."""
         with self._lock:
-            if self.waiting >= max(0, limits.max_waiting):
+            free_slots = max(0, self.capacity - self.running)
+            if self.waiting >= max(0, limits.max_waiting) + free_slots:
                 self.refused += 1
                 retry = self.retry_after()
                 raise RateLimited(

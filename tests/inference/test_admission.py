@@ -42,15 +42,18 @@ async def wait_until(predicate, timeout=30.0):
 def test_gate_counts_waiting_and_running_and_refuses_past_max_waiting():
     gate = AdmissionGate("t")
     limits = QueueLimits(max_waiting=2, max_wait_seconds=60)
-    a, b = gate.admit(limits), gate.admit(limits)
-    assert gate.counts() == (2, 0)
+    a, b, c = gate.admit(limits), gate.admit(limits), gate.admit(limits)  # one of them can start at once
+    assert gate.counts() == (3, 0)
     with pytest.raises(RateLimited) as refused:
         gate.admit(limits)
     assert refused.value.status == 429 and refused.value.headers["Retry-After"] == "1"
     assert "QUEUE_MAX_WAITING" in refused.value.message
     a.started()  # running requests don't count as waiting
-    assert gate.counts() == (1, 1)
-    gate.admit(limits).close()  # a waiter that gives up frees its slot
+    assert gate.counts() == (2, 1)
+    with pytest.raises(RateLimited):
+        gate.admit(limits)
+    c.close()  # a waiter that gives up frees its slot
+    gate.admit(limits).close()
     a.finished()
     a.finished()  # idempotent
     b.close()
@@ -66,15 +69,21 @@ def test_a_request_that_gave_up_is_not_counted_running_when_the_engine_reaches_i
     assert gate.counts() == (0, 0)
 
 
-def test_zero_waiting_means_only_running_requests():
+def test_zero_waiting_means_only_what_can_run_at_once():
+    gate = AdmissionGate("t", capacity=2)
+    first, second = gate.admit(QueueLimits(max_waiting=0)), gate.admit(QueueLimits(max_waiting=0))
     with pytest.raises(RateLimited):
-        AdmissionGate("t").admit(QueueLimits(max_waiting=0))
+        gate.admit(QueueLimits(max_waiting=0))
+    first.started()
+    second.started()
+    with pytest.raises(RateLimited):
+        gate.admit(QueueLimits(max_waiting=0))
 
 
 # --- through the manager -----------------------------------------------------------------------
 async def test_queue_full_is_a_429_and_the_queue_drains(manager):
     s = spec(max_waiting=1)
-    running = asyncio.create_task(collect(manager, s, request(max_tokens=60)))
+    running = asyncio.create_task(collect(manager, s, request(max_tokens=60)))  # starts at once
     await wait_until(lambda: gate_for("gated").counts() == (0, 1))
     waiting = asyncio.create_task(collect(manager, s, request(max_tokens=1)))
     await wait_until(lambda: gate_for("gated").counts() == (1, 1))
