@@ -53,6 +53,15 @@ class UsageBuffer:
         finally:
             close_old_connections()  # this thread's connection is not Django's request-managed one
 
+    def discard(self) -> None:
+        """Forget everything buffered, writing nothing (tests start from a clean buffer)."""
+        with self._lock:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = None
+            self._usage.clear()
+            self._last_used.clear()
+
     def flush(self) -> None:
         """Write what has been buffered (also called directly by tests)."""
         from registry.services import api_key_usage_write

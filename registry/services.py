@@ -259,8 +259,11 @@ def api_key_usage_write(
 ) -> None:
     """Add buffered usage (key id, tier, day) -> (requests, prompt tokens, completion tokens) and
     set last-used times. Called by the usage buffer at most once a minute, never per token."""
+    existing = set(ApiKey.objects.filter(pk__in={k for k, _, _ in usage} | set(last_used)).values_list("pk", flat=True))
     with transaction.atomic():
         for (key_id, tier, day), (requests, prompt, completion) in usage.items():
+            if key_id not in existing:
+                continue  # the key was deleted meanwhile
             row, _ = ApiKeyUsage.objects.get_or_create(key_id=key_id, tier=tier, day=day)
             ApiKeyUsage.objects.filter(pk=row.pk).update(
                 requests=F("requests") + requests,
