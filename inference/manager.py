@@ -32,7 +32,6 @@ _STOP = object()  # end of a worker's queue
 _TIMED_OUT = object()  # wakes a request whose queue wait or deadline passed before it started
 
 
-
 class _Job:
     """One generation's hand-over from the owner thread to the waiting request.
 
