@@ -8,7 +8,7 @@ import time
 import pytest
 
 from inference.admission import AdmissionGate, QueueLimits, gate_for, request_deadline
-from inference.events import Delta, Finished, Started
+from inference.events import Delta, Finished
 from inference.gguf import gguf_problem
 from inference.load_errors import load_backoff, redact_paths
 from inference.params import GenerationRequest, ModelSpec, resolve_sampling
