@@ -9,11 +9,11 @@ gets its own result (or its own error) back, as a value on its own future.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import queue
 import threading
 import time
-from collections import deque
 from typing import Any
 
 from django.conf import settings
@@ -21,7 +21,7 @@ from django.conf import settings
 from llmservice.errors import InternalError, ModelUnavailable, ServiceError
 
 from .admission import Admission, QueueLimits, Timeout
-from .manager import _STOP, ModelWorker, RequestStat
+from .manager import _STOP, ModelWorker, RequestStat, WorkerStatus
 
 logger = logging.getLogger(__name__)
 
@@ -71,8 +71,11 @@ class BatchWorker(ModelWorker):
     """Owns one embedding or rerank model; serves everything waiting in its queue as one batch."""
 
     def __init__(self, spec, **kwargs):
-        self.batch_sizes: deque[int] = deque(maxlen=self.RECENT)  # jobs per forward pass
+        self.batches = 0  # backend.run calls: one batched forward pass per group of compatible requests
         super().__init__(spec, **kwargs)
+
+    def status(self) -> WorkerStatus:
+        return dataclasses.replace(super().status(), batches=self.batches)
 
     def _run(self) -> None:
         backend = self._load()
@@ -102,13 +105,11 @@ class BatchWorker(ModelWorker):
                 jobs.append(more)
             if backend is None:
                 for job in jobs:
-                    job.resolve(ModelUnavailable(self.error or "Model failed to load."))
                     self._done(job)
+                    job.resolve(ModelUnavailable(self.error or "Model failed to load."))
                 continue
             self._serve_batch(backend, jobs)
-        if backend is not None:
-            backend.close()
-            logger.info("Unloaded %s model", self.spec.name)
+        self._close(backend)
 
     def _serve_batch(self, backend, jobs: list[BatchJob]) -> None:
         groups: dict[Any, list[tuple[BatchJob, Any]]] = {}
@@ -121,12 +122,12 @@ class BatchWorker(ModelWorker):
             try:
                 prepared = backend.prepare(job.request)
             except Exception as exc:
-                job.resolve(self._client_error(exc))
                 self._done(job)
+                job.resolve(self._client_error(exc))
                 continue
             groups.setdefault(prepared.group, []).append((job, prepared))
         for items in groups.values():
-            self.batch_sizes.append(len(items))
+            self.batches += 1
             try:
                 results = backend.run([prepared for _, prepared in items])
             except Exception as exc:
@@ -134,9 +135,9 @@ class BatchWorker(ModelWorker):
             else:
                 outcomes = results
             for (job, _), outcome in zip(items, outcomes):
-                job.resolve(outcome)
                 self.recent.append(RequestStat(time.perf_counter() - job.queued_at, None, 0))
                 self._done(job)
+                job.resolve(outcome)
         if len(jobs) > 1:
             logger.debug("%s: served %d requests in %d batch(es)", self.spec.name, len(jobs), len(groups))
 
@@ -147,6 +148,7 @@ class BatchWorker(ModelWorker):
         return InternalError("The model failed while computing; see the server log.")
 
     def _done(self, job: BatchJob) -> None:
+        """Count a request; called before it is resolved, so a status read after it agrees."""
         if job.admission is not None:
             job.admission.finished()
         with self._lock:

@@ -111,7 +111,7 @@ class RequestStat:
 class WorkerStatus:
     name: str
     backend: str
-    state: str  # loading | ready | failed | retiring
+    state: str  # loading | ready | failed | retiring | unloaded (retired and closed)
     load_seconds: float | None
     requests: int
     in_flight: int  # queued + running
@@ -120,6 +120,7 @@ class WorkerStatus:
     recent: tuple[RequestStat, ...] = ()
     failures: int = 0  # consecutive failed loads of this configuration
     retry_at: float | None = None  # time.time() of the next load attempt after a failure
+    batches: int | None = None  # batched computations run (embedding and rerank models only)
 
     @property
     def queued(self) -> int:
@@ -164,15 +165,22 @@ class ModelWorker:
         with self._lock:
             if self._accepting:
                 self._accepting = False
-                if self.state == "ready":
+                if self.state in ("loading", "ready"):
                     self.state = "retiring"
                 self._queue.put(_STOP)
 
     def wait_loaded(self, timeout: float | None = None) -> bool:
         return self._loaded.wait(timeout)
 
-    def join(self, timeout: float | None = None) -> None:
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait for the owner thread to end (its model closed); False if it is still running."""
         self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    @property
+    def finished(self) -> bool:
+        """The owner thread has ended: the model is closed (or never loaded)."""
+        return not self._thread.is_alive()
 
     def status(self) -> WorkerStatus:
         return WorkerStatus(
@@ -201,9 +209,16 @@ class ModelWorker:
                 self._finish(job)
                 continue
             self._serve(backend, job)
+        self._close(backend)
+
+    def _close(self, backend) -> None:
+        """Close the model on its owner thread; a retired worker then reports "unloaded"."""
         if backend is not None:
             backend.close()
             logger.info("Unloaded %s model", self.spec.name)
+        with self._lock:
+            if self.state != "failed":
+                self.state = "unloaded"
 
     def _load(self):
         started = time.perf_counter()
@@ -270,20 +285,26 @@ class ModelWorker:
                     )
 
     def _finish(self, job: _Job) -> None:
-        if job.admission is not None:
-            job.admission.finished()
-        job.emit(_DONE)
+        # Counted before the request hears it is done, so a status read after it agrees.
         with self._lock:
             self.in_flight -= 1
             self.requests += 1
             self.last_used = time.time()
+        if job.admission is not None:
+            job.admission.finished()
+        job.emit(_DONE)
 
 
 class ModelManager:
-    """The process's loaded models, by tier name. Loading happens on first use."""
+    """The process's loaded models, by tier name. Loading happens on first use.
+
+    A retired worker (unloaded, or replaced after its tier's load parameters changed) stays
+    visible as "retiring" while it finishes its queued requests, unless a new one serves its tier.
+    """
 
     def __init__(self) -> None:
         self._workers: dict[str, ModelWorker] = {}
+        self._retired: list[ModelWorker] = []
         self._lock = threading.Lock()
 
     def worker(self, spec: ModelSpec) -> ModelWorker:
@@ -301,10 +322,15 @@ class ModelManager:
                     raise ModelUnavailable(retry_message(current.error, current.retry_at))
                 failures = current.failures
             if current is not None:
-                current.retire()  # its queued requests finish on the old instance
+                self._retire(current)  # its queued requests finish on the old instance
             worker = _worker_class(spec)(spec, failures=failures)
             self._workers[spec.name] = worker
             return worker
+
+    def _retire(self, worker: ModelWorker) -> None:
+        """Called with the lock held."""
+        worker.retire()
+        self._retired = [w for w in self._retired if not w.finished] + [worker]
 
     async def generate(
         self, spec: ModelSpec, request: GenerationRequest, *, stream: bool = True, deadline: float | None = None
@@ -369,25 +395,35 @@ class ModelManager:
         """Unload a tier once its in-flight requests finish; False if it wasn't loaded."""
         with self._lock:
             worker = self._workers.pop(name, None)
-        if worker is None:
-            return False
-        worker.retire()
+            if worker is None:
+                return False
+            self._retire(worker)
         return True
 
-    def unload_all(self, wait: bool = False) -> list[str]:
+    def unload_all(self, wait: bool = False, timeout: float | None = None) -> list[str]:
+        """Retire every worker; with `wait`, until every owner thread (earlier retired ones too)
+        has ended, raising TimeoutError after `timeout` seconds rather than waiting forever."""
         with self._lock:
             workers, self._workers = list(self._workers.values()), {}
-        for worker in workers:
-            worker.retire()
-        if wait:
             for worker in workers:
-                worker.join()
+                self._retire(worker)
+            retired = list(self._retired)
+        if wait:
+            deadline = None if timeout is None else time.monotonic() + timeout
+            for worker in retired:
+                left = None if deadline is None else max(0.0, deadline - time.monotonic())
+                if not worker.join(left):
+                    raise TimeoutError(f"The {worker.spec.name} model's owner thread did not end in {timeout} s.")
         return [w.spec.name for w in workers]
 
     def status(self) -> dict[str, WorkerStatus]:
+        """Per tier: its current worker, else a retired one still finishing its requests."""
         with self._lock:
-            workers = list(self._workers.values())
-        return {w.spec.name: w.status() for w in workers}
+            workers = dict(self._workers)
+            retired = [w for w in self._retired if not w.finished]
+        out = {w.spec.name: w.status() for w in retired}
+        out.update({name: w.status() for name, w in workers.items()})
+        return {name: s for name, s in out.items() if s.state != "unloaded"}
 
 
 def _worker_class(spec: ModelSpec) -> type[ModelWorker]:

