@@ -153,3 +153,23 @@ class LiveServer:
     def client(self, **kwargs):
         """An httpx client on this server with a generous timeout."""
         return httpx.Client(base_url=self.base_url, timeout=kwargs.pop("timeout", HTTP_TIMEOUT), **kwargs)
+
+    def internal_token(self) -> str:
+        """The bearer token the server expects on /internal/: INTERNAL_TOKEN, else derived from SECRET_KEY."""
+        from django.test import override_settings
+
+        from registry.client import internal_token
+
+        with override_settings(SECRET_KEY=self.env["SECRET_KEY"], INTERNAL_TOKEN=self.env.get("INTERNAL_TOKEN", "")):
+            return internal_token()
+
+    def internal(self, method: str, path: str, payload: dict | None = None) -> dict:
+        """One call to the server's /internal/ endpoints (status, cache stats, unload, ...)."""
+        with self.client(headers={"Authorization": f"Bearer {self.internal_token()}"}) as http:
+            response = http.request(method, "/internal" + path, json=payload)
+        response.raise_for_status()
+        return response.json()
+
+    def tier_status(self, name: str) -> dict:
+        """One tier's row of GET /internal/status."""
+        return next(t for t in self.internal("GET", "/status")["tiers"] if t["name"] == name)

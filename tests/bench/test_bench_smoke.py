@@ -1,7 +1,7 @@
 """The benchmark's smoke run (a few requests per section) so `make bench` never rots.
 
 It starts real servers (ours and llama_cpp.server) with the bundled SmolLM2. No timing assertions:
-only that the run completes and writes well-formed results.
+only that the run completes, runs every section (none may skip) and writes well-formed results.
 """
 
 import json
@@ -27,11 +27,8 @@ def test_smoke_run_writes_table_json_and_chart(tmp_path, smollm2_path):
     assert results["profile"] == "smoke"
     sections = {s["number"]: s for s in results["sections"]}
     assert set(sections) == SECTIONS
-    for number, section in sections.items():
-        if section["skipped"]:  # only the sections that wait on other issues may skip, and never by failing
-            assert number in {3, 5}, section
-            assert not section["skipped"].startswith("failed"), section
-            continue
+    for section in sections.values():
+        assert not section["skipped"], section  # every section runs: a skip here is a broken benchmark
         assert section["rows"], section
         for row in section["rows"]:
             assert len(row["ours"]) == len(row["baseline"]) or row["section"] == "concurrency", row

@@ -12,7 +12,7 @@ import httpx
 import openai
 import pytest
 
-from tests.retrieval_models import cosine, reranker_path  # noqa: F401
+from tests.retrieval_models import cosine
 from tests.server import LiveServer
 
 pytestmark = pytest.mark.e2e

@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import numpy as np
 import pytest
 
-from inference.manager import get_manager
 from inference.retrieval import EmbeddingRequest, RerankRequest
 from llmservice.errors import ContextLengthExceeded, UnsupportedParameter
-from tests.retrieval_models import bge_m3_path, cosine, minilm_path, reranker_path, retrieval_spec  # noqa: F401
+from tests.retrieval_models import cosine, retrieval_spec
 
 RELATED = ("A cat is sleeping on the sofa.", "A kitten naps on the couch.")
 UNRELATED = "The central bank raised interest rates by half a point."
 LONG_TEXT = " ".join(["word"] * 400)  # MiniLM takes 256 tokens
-
-
-@pytest.fixture
-def manager():
-    yield get_manager()
-    get_manager().unload_all(wait=True)
 
 
 @pytest.fixture
@@ -109,3 +104,33 @@ async def test_rerankers_rank_the_relevant_document_first(manager, reranker_path
     assert len(result.scores) == 3 and all(0.0 <= s <= 1.0 for s in result.scores)
     assert max(range(3), key=lambda i: result.scores[i]) == 1
     assert result.prompt_tokens > len(QUERY.split()) * 3
+
+
+# --- Dynamic batching on the real models (the worker's `batches` counter shows the forward passes) ---
+async def test_concurrent_embedding_requests_share_one_forward_pass(manager, minilm_path):
+    spec = retrieval_spec("embed", "embedding", "sentence_transformers", minilm_path)
+    texts = [f"Sentence {i}: a cat sleeps on sofa number {i}." for i in range(8)]
+    # Sent together to a model that is still loading: all eight are on its queue when the load
+    # ends, and the owner thread takes them as one batch.
+    results = await asyncio.gather(*(manager.run_batched(spec, EmbeddingRequest(inputs=(t,))) for t in texts))
+    status = manager.status()["embed"]
+    assert (status.requests, status.batches) == (8, 1)
+    # Each request still got its own vector: the same as when it runs alone.
+    for i in (0, 5):
+        alone = await manager.run_batched(spec, EmbeddingRequest(inputs=(texts[i],)))
+        assert np.allclose(results[i].embeddings[0].dense, alone.embeddings[0].dense, atol=1e-5)
+        assert results[i].prompt_tokens == alone.prompt_tokens
+    assert manager.status()["embed"].batches == 3
+
+
+async def test_concurrent_rerank_requests_share_one_forward_pass(manager, reranker_path):
+    spec = retrieval_spec("rerank", "rerank", "cross_encoder", reranker_path)
+    queries = [QUERY, "what do cats eat", "interest rates", "baking bread"]
+    results = await asyncio.gather(*(manager.run_batched(spec, RerankRequest(query=q, documents=DOCUMENTS)) for q in queries))
+    status = manager.status()["rerank"]
+    assert (status.requests, status.batches) == (4, 1)
+    for query, result in zip(queries, results):
+        alone = await manager.run_batched(spec, RerankRequest(query=query, documents=DOCUMENTS))
+        assert result.scores == pytest.approx(alone.scores, abs=1e-5)
+    assert max(range(3), key=lambda i: results[2].scores[i]) == 2  # each query got its own ranking
+    assert max(range(3), key=lambda i: results[3].scores[i]) == 0

@@ -14,6 +14,7 @@ import pytest
 from inference.manager import get_manager
 from inference.retrieval import Embedding, EmbeddingRequest, EmbeddingResult, Prepared
 from llmservice.errors import InvalidRequest, ModelUnavailable
+from tests.helpers import unload_everything
 from tests.retrieval_models import retrieval_spec
 
 
@@ -60,7 +61,7 @@ def fake_batch(settings):
     FakeBatchBackend.runs = []
     yield retrieval_spec("fake-embed", "embedding", "fake_batch", "fake")
     FakeBatchBackend.gate.set()
-    get_manager().unload_all(wait=True)
+    unload_everything()
 
 
 async def _wait_running() -> None:

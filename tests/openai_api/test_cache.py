@@ -12,7 +12,7 @@ from openai_api.cache import response_cache
 from openai_api.cache_sse import StreamAssembler, replay_sse, sse_events
 from registry.models import CachedResponse, Tier
 from registry.services import cached_response_clear
-from tests.fakes import FakeBackend
+from tests.helpers import async_wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -212,13 +212,23 @@ async def test_several_choices_round_trip_through_the_cache(tier):
     assert hit["usage"]["completion_tokens"] == 6
 
 
-async def test_a_stream_the_client_abandons_is_not_stored(tier):
-    response = await post(CHAT, chat_body(stream=True, max_tokens=5))
-    stream = response.streaming_content
-    await anext(stream)
-    await stream.aclose()
+async def test_a_stream_the_client_abandons_is_not_stored(tier, manager):
+    tier.model_path = "slow"  # 0.02 s per token
+    await tier.asave()
+    response = await post(CHAT, chat_body(stream=True, max_tokens=200))
+    chunks: asyncio.Queue = asyncio.Queue()
+
+    async def read() -> None:
+        async for chunk in response.streaming_content:
+            await chunks.put(chunk)
+
+    reader = asyncio.ensure_future(read())
+    await chunks.get()
+    reader.cancel()  # the client leaves (Django's handler cancels the response task on a disconnect)
+    with pytest.raises(asyncio.CancelledError):
+        await reader
     response.close()  # as Django's handler does once the client is gone
-    await asyncio.sleep(0)
-    assert await CachedResponse.objects.acount() == 0
-    assert response_cache.inflight == {}
-    assert (await post(CHAT, chat_body(max_tokens=5)))["X-Cache"] == "MISS"
+    await async_wait_until(lambda: manager.status()["fake"].in_flight == 0, "the generation to stop")
+    assert manager.status()["fake"].recent[-1].completion_tokens < 200  # cut off, not run to the end
+    assert await CachedResponse.objects.acount() == 0 and response_cache.memory_stats() == {}
+    assert response_cache.inflight == {}  # nobody would wait for it either

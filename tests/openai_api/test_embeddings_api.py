@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from django.test import AsyncClient
 
-from inference.manager import get_manager
 from registry.models import Tier
-from tests.retrieval_models import bge_m3_path, cosine, minilm_path  # noqa: F401
+from tests.helpers import unload_everything
+from tests.retrieval_models import cosine
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -24,7 +24,7 @@ def tiers(minilm_path, bge_m3_path):
     Tier.objects.create(name="chat-backend", kind="embedding", backend="fake", model_path="fake.bin")
     Tier.objects.create(name="mislabelled", kind="chat", backend="sentence_transformers", model_path=minilm_path)
     yield
-    get_manager().unload_all(wait=True)
+    unload_everything()
 
 
 async def post(payload, path="/v1/embeddings"):
@@ -142,3 +142,19 @@ async def test_backend_of_the_wrong_kind_is_a_clear_503(tiers):
         {"model": "mislabelled", "messages": [{"role": "user", "content": "hi"}]}, path="/v1/chat/completions"
     )
     assert "serves embedding tiers" in assert_error(response, body, 503, "model_unavailable")["message"]
+
+
+async def test_token_ids_of_the_tiers_own_tokenizer_with_embedding_token_ids_model(tiers, settings, minilm_path):
+    from transformers import AutoTokenizer
+
+    ids = AutoTokenizer.from_pretrained(minilm_path)("hello world", add_special_tokens=False)["input_ids"]
+    _, text = await post({"model": "embed", "input": "hello world"})
+    settings.EMBEDDING_TOKEN_IDS = "model"
+    response, body = await post({"model": "embed", "input": [ids]})
+    assert response.status_code == 200, body
+    assert np.allclose(body["data"][0]["embedding"], text["data"][0]["embedding"], atol=1e-5)
+    response, body = await post({"model": "embed", "input": [[101, 40000]]})  # beyond MiniLM's 30522 ids
+    assert "model's vocabulary" in assert_error(response, body, 400, param="input")["message"]
+    settings.EMBEDDING_TOKEN_IDS = "cl100k_base"  # the default reads the same ids as other text
+    _, other = await post({"model": "embed", "input": [ids]})
+    assert not np.allclose(other["data"][0]["embedding"], text["data"][0]["embedding"], atol=1e-3)

@@ -7,10 +7,9 @@ import json
 import pytest
 from django.test import AsyncClient
 
-from inference.manager import get_manager
 from registry.models import Tier
+from tests.helpers import unload_everything
 from tests.openai_api.test_embeddings_api import assert_error
-from tests.retrieval_models import minilm_path, reranker_path  # noqa: F401
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -28,7 +27,7 @@ def tiers(reranker_path, minilm_path):
     Tier.objects.create(name="flag", kind="rerank", backend="flag_reranker", model_path=reranker_path)
     Tier.objects.create(name="embed", kind="embedding", backend="sentence_transformers", model_path=minilm_path)
     yield
-    get_manager().unload_all(wait=True)
+    unload_everything()
 
 
 async def post(payload, path="/v1/rerank"):
@@ -87,3 +86,16 @@ async def test_unknown_model_and_wrong_kind(tiers):
     assert_error(response, body, 404, "model_not_found", "model")
     response, body = await post({"model": "embed", "query": QUERY, "documents": DOCUMENTS}, "/rerank")
     assert_error(response, body, 400, "model_not_supported", "model")
+
+
+@pytest.mark.parametrize("model", ["rerank", "flag"])
+async def test_a_pair_longer_than_the_model_limit_is_truncated_not_refused(tiers, model):
+    long_doc = "Cats are carnivores and eat meat. " + "Some filler words about nothing in particular. " * 100
+    usage = []
+    for doc in (long_doc, long_doc * 2):
+        response, body = await post({"model": model, "query": QUERY, "documents": [DOCUMENTS[0], doc]})
+        assert response.status_code == 200, body
+        assert body["results"][0]["index"] == 1  # what was kept (the start) still ranks
+        usage.append(body["usage"]["prompt_tokens"])
+    assert usage[0] == usage[1]  # both pairs were cut to the model's limit
+    assert usage[0] < 512 + 20
