@@ -2,11 +2,14 @@
 
 import json
 import re
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import openai
 import pytest
 
+from tests.e2e.live import chat_text, completion_text, live
+from tests.helpers import wait_until
 from tests.server import LiveServer
 
 pytestmark = pytest.mark.e2e
@@ -20,7 +23,7 @@ def client(llm_server):
     return openai.OpenAI(base_url=llm_server.base_url + "/v1", api_key="unused", max_retries=0, timeout=60)
 
 
-def test_lazy_loading_is_visible_in_models_list(tmp_path):
+def test_lazy_loading_and_concurrent_first_requests_share_one_load(tmp_path):
     server = LiveServer(tmp_path).start()
     try:
         log = server.wait_for_log("Lazy loading enabled for 3 model configurations")  # light, embed, rerank
@@ -31,11 +34,28 @@ def test_lazy_loading_is_visible_in_models_list(tmp_path):
         assert not any(card["loaded"] for card in before.values())
         assert httpx.get(server.base_url + "/health", timeout=120).json()["loaded"] == []
 
-        c.chat.completions.create(model="light", messages=USER, max_tokens=2)
+        # Four chat and four embedding requests at once, each tier's first: one load per tier.
+        def chat(i):
+            return c.chat.completions.create(model="light", messages=[{"role": "user", "content": f"Say {i}."}], max_tokens=2)
+
+        def embed(i):
+            return c.embeddings.create(model="embed", input=f"Sentence number {i}.")
+
+        with ThreadPoolExecutor(8) as pool:
+            futures = [pool.submit(chat, i) for i in range(4)] + [pool.submit(embed, i) for i in range(4)]
+            replies = [f.result(timeout=300) for f in futures]
+        assert all(r.usage.completion_tokens >= 1 for r in replies[:4])
+        assert all(len(r.data[0].embedding) == 384 for r in replies[4:])
+        log = server.log()
+        assert len(re.findall(r"Loaded light model in \d+\.\d\ds", log)) == 1, log
+        assert len(re.findall(r"Loaded embed model in", log)) == 1, log
+        # The embedding requests queued while `embed` loaded, then shared forward passes.
+        embed_status = server.tier_status("embed")
+        assert embed_status["requests"] == 4 and 1 <= embed_status["batches"] < 4
+
         after = c.models.retrieve("light")
         assert after.model_extra["loaded"] is True and after.model_extra["load_time"] > 0
-        assert re.search(r"Loaded light model in \d+\.\d\ds", server.log())
-        assert httpx.get(server.base_url + "/health", timeout=120).json()["loaded"] == ["light"]
+        assert httpx.get(server.base_url + "/health", timeout=120).json()["loaded"] == ["embed", "light"]
     finally:
         server.stop()
 
@@ -55,19 +75,18 @@ def test_alias_and_file_name_resolve(client):
 
 
 def test_streaming_chat_with_usage(client):
-    chunks = list(
-        client.chat.completions.create(
-            model="light", messages=USER, max_tokens=12, temperature=0, stream=True, stream_options={"include_usage": True}
-        )
+    chunks = live(
+        client.chat.completions,
+        model="light", messages=USER, max_tokens=12, temperature=0, stream=True, stream_options={"include_usage": True},
     )
     assert chunks[0].choices[0].delta.role == "assistant"
-    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     finishes = [c.choices[0].finish_reason for c in chunks if c.choices]
     assert finishes[-1] in ("stop", "length") and all(f is None for f in finishes[:-1])
     assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens <= 12
-    # the same greedy request without streaming gives the same text
-    whole = client.chat.completions.create(model="light", messages=USER, max_tokens=12, temperature=0)
-    assert text == whole.choices[0].message.content
+    # the same greedy request without streaming, generated again (not replayed), gives the same text
+    whole = live(client.chat.completions, model="light", messages=USER, max_tokens=12, temperature=0)
+    assert chat_text(chunks) == whole.choices[0].message.content
+    assert chunks[-1].usage.completion_tokens == whole.usage.completion_tokens
 
 
 def test_logprobs_and_n(client):
@@ -80,12 +99,10 @@ def test_logprobs_and_n(client):
 
 
 def test_completions_and_streamed_completions(client):
-    reply = client.completions.create(model="light", prompt=["Once upon a time", "The sky is"], max_tokens=6, temperature=0)
+    reply = live(client.completions, model="light", prompt=["Once upon a time", "The sky is"], max_tokens=6, temperature=0)
     assert [c.index for c in reply.choices] == [0, 1] and all(c.text for c in reply.choices)
-    streamed = "".join(
-        c.choices[0].text for c in client.completions.create(model="light", prompt="Once upon a time", max_tokens=6, temperature=0, stream=True) if c.choices
-    )
-    assert streamed == reply.choices[0].text
+    streamed = live(client.completions, model="light", prompt="Once upon a time", max_tokens=6, temperature=0, stream=True)
+    assert completion_text(streamed) == reply.choices[0].text
 
 
 def test_unknown_model_is_404(client):
@@ -143,16 +160,31 @@ def test_disconnect_mid_stream_stops_generation_and_frees_the_queue(llm_server, 
 
 
 def test_a_new_request_never_interrupts_a_running_stream(llm_server, client):
-    payload = {"model": "light", "prompt": "Count: 1, 2, 3,", "max_tokens": 60, "temperature": 0, "logit_bias": EOG_BAN, "stream": True}
-    with httpx.stream("POST", llm_server.base_url + "/v1/completions", json=payload, timeout=60) as r:
+    payload = {"model": "light", "prompt": "Count: 1, 2, 3,", "max_tokens": 120, "temperature": 0, "logit_bias": EOG_BAN}
+    alone = live(client.completions, **payload)  # the same request with nothing else running
+    order: list[str] = []
+
+    def other_request():
+        reply = live(client.completions, model="light", prompt="Hi", max_tokens=16, temperature=0, logit_bias=EOG_BAN)
+        order.append("other finished")
+        return reply
+
+    with httpx.stream("POST", llm_server.base_url + "/v1/completions", json={**payload, "stream": True}, timeout=120) as r:
+        assert r.headers["x-cache"] == "MISS"
         lines = r.iter_lines()
         first = next(line for line in lines if line.startswith("data: "))
-        other = client.completions.create(model="light", prompt="Hi", max_tokens=3)  # queued behind the stream
-        rest = [line for line in lines if line.startswith("data: ")]
+        with ThreadPoolExecutor(1) as pool:
+            other = pool.submit(other_request)  # arrives while the stream is running
+            wait_until(lambda: llm_server.tier_status("light")["in_flight"] == 2, "the second request to queue")
+            rest = [line for line in lines if line.startswith("data: ")]
+            order.append("stream done")
+            other_reply = other.result(timeout=120)
     events = [json.loads(line[6:]) for line in [first, *rest] if line != "data: [DONE]"]
     assert rest[-1] == "data: [DONE]"
-    assert events[-1]["choices"][0]["finish_reason"] == "length"  # the stream ran to its full 60 tokens
-    assert other.choices[0].text is not None
+    assert events[-1]["choices"][0]["finish_reason"] == "length"  # the stream ran to its full 120 tokens
+    assert "".join(e["choices"][0]["text"] for e in events) == alone.choices[0].text  # and was not changed
+    assert order == ["stream done", "other finished"]  # one request at a time: the newcomer waited its turn
+    assert alone.choices[0].text and other_reply.choices[0].text and other_reply.usage.completion_tokens == 16
 
 
 def test_api_paths_and_admin_are_both_served_through_uvicorn(llm_server):

@@ -1,10 +1,14 @@
 """The live status page in a real headless Chromium (Debian's, driven by Playwright)."""
 
 import os
+import re
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
 
+from tests.helpers import wait_until
 from tests.server import LiveServer
 
 pytestmark = pytest.mark.e2e
@@ -16,7 +20,9 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    server = LiveServer(tmp_path_factory.mktemp("status"), env={"DJANGO_SUPERUSER_PASSWORD": "pw"})
+    server = LiveServer(
+        tmp_path_factory.mktemp("status"), env={"DJANGO_SUPERUSER_PASSWORD": "pw", "STATUS_INTERVAL_SECONDS": "0.3"}
+    )
     server.start()
     server.manage("createsuperuser", "--noinput", "--username", "admin", "--email", "admin@example.com")
     yield server
@@ -41,7 +47,7 @@ def page(server):
             browser.close()
 
 
-def test_a_tier_flips_to_loaded_after_a_request_without_reloading_the_page(server, page):
+def log_in(server, page) -> None:
     from playwright.sync_api import expect
 
     page.goto(server.base_url + "/admin/login/?next=/status/")
@@ -50,9 +56,18 @@ def test_a_tier_flips_to_loaded_after_a_request_without_reloading_the_page(serve
     page.click("input[type=submit]")
     page.wait_for_url("**/status/")
     expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+
+
+def test_a_tier_flips_to_loaded_after_a_request_without_reloading_the_page(server, page):
+    from playwright.sync_api import expect
+
+    server.internal("POST", "/unload", {"all": True})  # whatever another test of this module loaded
+    wait_until(lambda: server.tier_status("light")["state"] == "unloaded", "light to unload")
+    requests = server.tier_status("light")["requests"]  # 0: a tier that is not loaded shows none
+    log_in(server, page)
     row = page.locator('tr[data-tier="light"]')
     expect(row).to_have_attribute("data-state", "unloaded")
-    expect(row.locator('[data-field="requests"]')).to_have_text("0")
+    expect(row.locator('[data-field="requests"]')).to_have_text(str(requests))
     page.evaluate("window.__sameDocument = true")
 
     body = {"model": "light", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 3}
@@ -78,3 +93,46 @@ def test_the_admin_links_to_the_status_page_and_anonymous_users_are_sent_to_logi
     from playwright.sync_api import expect
 
     expect(expect_live).to_have_attribute("data-state", "live")
+
+
+EOG_BAN = {"0": -100, "2": -100, "4": -100}  # SmolLM2's end-of-generation tokens
+
+
+def test_the_page_shows_queue_depth_tokens_per_second_and_the_hit_rate(server, page):
+    from playwright.sync_api import expect
+
+    log_in(server, page)
+    row = page.locator('tr[data-tier="light"]')
+    stop_long = threading.Event()
+
+    def long_stream():  # runs until the test has seen the queue, then leaves (cancelling it)
+        body = {"model": "light", "prompt": "Count: 1, 2,", "max_tokens": 1500, "logit_bias": EOG_BAN, "stream": True}
+        with server.client() as http, http.stream("POST", "/v1/completions", json=body) as r:
+            for _ in r.iter_lines():
+                if stop_long.is_set():
+                    return
+
+    def short_request():
+        body = {"model": "light", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 8}
+        with server.client() as http:
+            return http.post("/v1/chat/completions", json=body).status_code
+
+    with ThreadPoolExecutor(2) as pool:
+        running = pool.submit(long_stream)
+        wait_until(lambda: server.tier_status("light")["in_flight"] == 1, "the long request to run")
+        queued = pool.submit(short_request)
+        expect(row.locator('[data-field="queued"]')).to_have_text("1")  # one waiting behind the running one
+        expect(row.locator('[data-field="in_flight"]')).to_have_text("2")
+        stop_long.set()
+        running.result(timeout=120)
+        assert queued.result(timeout=120) == 200
+    expect(row.locator('[data-field="queued"]')).to_have_text("0")
+    expect(row.locator('[data-field="tokens_per_second"]')).to_have_text(re.compile(r"^\d+(\.\d)?$"))
+
+    # The hit rate: a cacheable question asked twice is one miss and one hit.
+    question = {"model": "light", "messages": [{"role": "user", "content": "Name a tree."}], "temperature": 0, "max_tokens": 3}
+    with server.client() as http:
+        assert [http.post("/v1/chat/completions", json=question).headers["x-cache"] for _ in range(2)] == ["MISS", "HIT"]
+    rate = server.tier_status("light")["cache_hit_rate"]
+    assert 0 < rate < 1
+    expect(row.locator('[data-field="cache_hit_rate"]')).to_have_text(f"{100 * rate:.0f}%")

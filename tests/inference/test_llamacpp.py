@@ -141,10 +141,18 @@ def test_corrupt_model_file_is_unavailable_not_a_crash(tmp_path):
         LlamaCppBackend.load(make_spec(str(bad)))
 
 
-def test_named_chat_format_override(smollm2_path):
-    b = LlamaCppBackend.load(make_spec(smollm2_path, chat_format="chatml"))
+def test_named_chat_format_override(backend, smollm2_path):
+    """SmolLM2's own template is ChatML-like, so the override is shown with a different format."""
+    messages = (ChatMessage("user", "Write a short poem about the sea."),)
+    request = GenerationRequest(sampling=resolve_sampling({"temperature": 0, "max_tokens": 4}, {}), messages=messages)
+    llama2 = LlamaCppBackend.load(make_spec(smollm2_path, chat_format="llama-2"))
     try:
-        started, text, _, _ = run(b, temperature=0, max_tokens=4)
-        assert started.prompt_tokens > 5 and text
+        own_prompt = backend._llama.detokenize(backend._prompt(request)[0], special=True).decode()
+        forced_prompt = llama2._llama.detokenize(llama2._prompt(request)[0], special=True).decode()
+        assert "<|im_start|>user" in own_prompt and "[INST]" not in own_prompt
+        assert "[INST]" in forced_prompt and "<|im_start|>" not in forced_prompt
+        started, text, _, _ = run(llama2, messages=messages, temperature=0, max_tokens=4)
+        assert started.prompt_tokens == len(llama2._llama.tokenize(forced_prompt.encode(), add_bos=False, special=True))
+        assert started.prompt_tokens != run(backend, messages=messages, temperature=0, max_tokens=4)[0].prompt_tokens
     finally:
-        b.close()
+        llama2.close()

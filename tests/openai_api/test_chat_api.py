@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from tests.fakes import FakeBackend
 from tests.openai_api.conftest import assert_error
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -102,6 +103,58 @@ async def test_stream_without_include_usage_has_no_usage(post, fake_tier, manage
 async def test_bad_chat_inputs_get_the_envelope(post, fake_tier, manager, change, param, code):
     r = await post(CHAT, {"model": "fake", "messages": USER, **change})
     assert_error(r, 400, code=code, param=param)
+
+
+# Everything the README lists as "refused with a 400 naming the parameter" (chat).
+README_REFUSED = [
+    ({"mystery_field": 1}, "mystery_field"),
+    ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "http://x"}}]}]}, "messages.0.content.0"),
+    ({"messages": [{"role": "user", "content": [{"type": "input_audio", "input_audio": {"data": "", "format": "wav"}}]}]}, "messages.0.content.0"),
+    ({"messages": [{"role": "user", "content": [{"type": "file", "file": {"file_id": "f"}}]}]}, "messages.0.content.0"),
+    ({"audio": {"voice": "alloy", "format": "wav"}}, "audio"),
+    ({"modalities": ["text", "audio"]}, "modalities"),
+    ({"modalities": ["audio"]}, "modalities"),
+    ({"prediction": {"type": "content", "content": "x"}}, "prediction"),
+    ({"reasoning_effort": "low"}, "reasoning_effort"),
+    ({"web_search_options": {}}, "web_search_options"),
+    ({"functions": [{"name": "f", "parameters": {}}]}, "functions"),
+    ({"function_call": "auto"}, "function_call"),
+    ({"store": True}, "store"),
+]
+
+
+@pytest.mark.parametrize("change, param", README_REFUSED)
+async def test_every_parameter_the_readme_refuses_is_refused_by_name(post, fake_tier, manager, change, param):
+    r = await post(CHAT, {"model": "fake", "messages": USER, **change})
+    error = assert_error(r, 400, param=param)
+    assert error["code"] in ("unsupported_parameter", "unknown_parameter")
+    assert param.split(".")[0] in error["message"] or "content type" in error["message"]
+    assert manager.status() == {}  # refused before any model was asked
+
+
+async def test_accepted_neighbours_of_refused_parameters(post, fake_tier, manager):
+    ok = {"modalities": ["text"], "store": False, "service_tier": "auto", "user": "u1", "metadata": {"k": "v"}}
+    r = await post(CHAT, {"model": "fake", "messages": USER, "max_tokens": 1, **ok})
+    assert r.status_code == 200, r.content
+
+
+async def test_an_error_after_the_stream_started_is_one_error_event_then_done(post, fake_tier, manager):
+    fake_tier.model_path = "crash"  # the fake backend fails after two tokens
+    await fake_tier.asave()
+    r = await post(CHAT, {"model": "fake", "messages": USER, "max_tokens": 5, "stream": True})
+    assert r.status_code == 200 and r["Content-Type"] == "text/event-stream"  # the status was already sent
+    body = b"".join([chunk async for chunk in r.streaming_content]).decode()
+    frames = [f for f in body.split("\n\n") if f]
+    assert frames[-1] == "data: [DONE]" and body.endswith("\n\n")
+    error = json.loads(frames[-2].removeprefix("data: "))
+    assert error == {"error": {"message": "The model failed while generating; see the server log.",
+                               "type": "server_error", "param": None, "code": "internal_error"}}
+    chunks = [json.loads(f.removeprefix("data: ")) for f in frames[:-2]]
+    assert [c["choices"][0]["delta"].get("content") for c in chunks] == ["", "w0 ", "w1 "]
+    assert all(c["choices"][0]["finish_reason"] is None for c in chunks)  # no finish: it did not finish
+    # the same worker serves the next request (two tokens: before the fake's crash point)
+    assert (await post(CHAT, {"model": "fake", "messages": USER, "max_tokens": 2})).status_code == 200
+    assert manager.status()["fake"].requests == 2 and FakeBackend.loads == 1
 
 
 async def test_missing_model_parameter(post, fake_tier):

@@ -63,3 +63,8 @@ async def test_streamed_completion(post, fake_tier, manager):
 async def test_bad_completion_inputs_get_the_envelope(post, fake_tier, manager, change, param, code):
     r = await post(COMPLETIONS, {"model": "fake", "prompt": "x", **change})
     assert_error(r, 400, code=code, param=param)
+
+
+async def test_best_of_equal_to_n_is_accepted(post, fake_tier, manager):
+    body = json.loads((await post(COMPLETIONS, {"model": "fake", "prompt": "x", "n": 2, "best_of": 2, "max_tokens": 1})).content)
+    assert [c["index"] for c in body["choices"]] == [0, 1]
