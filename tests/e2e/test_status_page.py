@@ -120,9 +120,11 @@ def test_the_page_shows_queue_depth_tokens_per_second_and_the_hit_rate(server, p
     with ThreadPoolExecutor(2) as pool:
         running = pool.submit(long_stream)
         wait_until(lambda: server.tier_status("light")["in_flight"] == 1, "the long request to run")
+        expect(row.locator('[data-field="in_flight"]')).to_have_text("1")
+        expect(row.locator('[data-field="queued"]')).to_have_text("0")  # running, not queued
         queued = pool.submit(short_request)
-        expect(row.locator('[data-field="queued"]')).to_have_text("1")  # one waiting behind the running one
         expect(row.locator('[data-field="in_flight"]')).to_have_text("2")
+        expect(row.locator('[data-field="queued"]')).to_have_text("1")  # one waiting behind the running one
         stop_long.set()
         running.result(timeout=120)
         assert queued.result(timeout=120) == 200
