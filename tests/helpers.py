@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from inference.manager import get_manager
 
@@ -20,25 +20,26 @@ def unload_everything() -> None:
     get_manager().unload_all(wait=True, timeout=JOIN_TIMEOUT)
 
 
-def wait_until(predicate: Callable[[], Any], what: str, timeout: float = 120, interval: float = 0.02) -> Any:
-    """Poll `predicate` until it returns something truthy (which is returned)."""
+def _polls(what: str, timeout: float) -> Iterator[None]:
+    """Yields until `timeout` seconds have passed, then fails naming `what`."""
     deadline = time.monotonic() + timeout
     while True:
-        value = predicate()
-        if value:
-            return value
+        yield
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def wait_until(predicate: Callable[[], Any], what: str, timeout: float = 120, interval: float = 0.02) -> Any:
+    """Poll `predicate` until it returns something truthy (which is returned)."""
+    for _ in _polls(what, timeout):
+        if value := predicate():
+            return value
         time.sleep(interval)
 
 
 async def async_wait_until(predicate: Callable[[], Any], what: str, timeout: float = 120, interval: float = 0.01) -> Any:
     """`wait_until` for the event loop."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
+    for _ in _polls(what, timeout):
+        if value := predicate():
             return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         await asyncio.sleep(interval)

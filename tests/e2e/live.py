@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+# SmolLM2's end-of-generation tokens, banned with OpenAI's logit_bias: a request runs to max_tokens.
+EOG_BAN = {"0": -100, "2": -100, "4": -100}
+
 
 def live(resource: Any, **kwargs: Any) -> Any:
     """`resource.create(**kwargs)` (e.g. `client.chat.completions`) asserting `X-Cache: MISS`;

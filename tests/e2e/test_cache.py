@@ -7,6 +7,7 @@ import httpx
 import pytest
 from openai import OpenAI
 
+from tests.e2e.live import EOG_BAN
 from tests.helpers import wait_until
 from tests.server import LiveServer
 
@@ -66,9 +67,6 @@ def test_the_cache_survives_a_restart(server):
     outcome, after = ask(server, messages=[{"role": "user", "content": "Name a fruit."}])
     assert outcome == "HIT"
     assert after.choices[0].message.content == before.choices[0].message.content
-
-
-EOG_BAN = {"0": -100, "2": -100, "4": -100}  # SmolLM2's end-of-generation tokens: run to max_tokens
 
 
 def stats(server) -> dict:

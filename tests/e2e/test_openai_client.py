@@ -8,19 +8,13 @@ import httpx
 import openai
 import pytest
 
-from tests.e2e.live import chat_text, completion_text, live
+from tests.e2e.live import EOG_BAN, chat_text, completion_text, live
 from tests.helpers import wait_until
 from tests.server import LiveServer
 
 pytestmark = pytest.mark.e2e
 
 USER = [{"role": "user", "content": "Name three colours."}]
-EOG_BAN = {"0": -100, "2": -100, "4": -100}  # SmolLM2's end-of-generation tokens
-
-
-@pytest.fixture(scope="module")
-def client(llm_server):
-    return openai.OpenAI(base_url=llm_server.base_url + "/v1", api_key="unused", max_retries=0, timeout=60)
 
 
 def test_lazy_loading_and_concurrent_first_requests_share_one_load(tmp_path):

@@ -13,17 +13,11 @@ import httpx
 import openai
 import pytest
 
-from tests.e2e.live import chat_text, completion_text, live
+from tests.e2e.live import EOG_BAN, chat_text, completion_text, live
 
 pytestmark = pytest.mark.e2e
 
 USER = [{"role": "user", "content": "Name three colours."}]
-EOG_BAN = {"0": -100, "2": -100, "4": -100}  # SmolLM2's end-of-generation tokens
-
-
-@pytest.fixture(scope="module")
-def client(llm_server):
-    return openai.OpenAI(base_url=llm_server.base_url + "/v1", api_key="unused", max_retries=0, timeout=120)
 
 
 def chat(client, **kwargs):

@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
+from tests.e2e.live import EOG_BAN
 from tests.helpers import wait_until
 from tests.server import LiveServer
 
@@ -93,9 +94,6 @@ def test_the_admin_links_to_the_status_page_and_anonymous_users_are_sent_to_logi
     from playwright.sync_api import expect
 
     expect(expect_live).to_have_attribute("data-state", "live")
-
-
-EOG_BAN = {"0": -100, "2": -100, "4": -100}  # SmolLM2's end-of-generation tokens
 
 
 def test_the_page_shows_queue_depth_tokens_per_second_and_the_hit_rate(server, page):

@@ -14,12 +14,11 @@ import sys
 import httpx
 import pytest
 
+from tests.e2e.live import EOG_BAN
 from tests.helpers import wait_until
 from tests.server import ROOT, LiveServer
 
 pytestmark = pytest.mark.e2e
-
-EOG_BAN = {"0": -100, "2": -100, "4": -100}  # SmolLM2's end-of-generation tokens: run to max_tokens
 
 
 @pytest.fixture(scope="module")
