@@ -18,12 +18,14 @@ from dataclasses import dataclass
 from typing import AsyncIterator
 
 from llmservice.errors import InternalError, ModelUnavailable, ServiceError
+from llmservice.logs import request_id_var
 
 from .admission import Admission, Timeout, gate_for
 from .backends import backend_class
 from .events import Delta, Event, Failed, Finished, Started
 from .load_errors import load_backoff, public_load_error, retry_message
 from .params import GenerationRequest, ModelSpec
+from .stats import GenerationStats
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +43,10 @@ class _Job:
     woken only for its first and last events: its text is only needed at the end.
     """
 
-    __slots__ = ("request", "loop", "events", "cancelled", "admission", "timed_out", "_pending", "_wake_due", "_held")
+    __slots__ = (
+        "request", "loop", "events", "cancelled", "admission", "timed_out", "_pending", "_wake_due", "_held",
+        "stats", "request_id", "abort_error",
+    )
 
     def __init__(
         self,
@@ -50,6 +55,7 @@ class _Job:
         *,
         hold: bool = False,
         admission: Admission | None = None,
+        stats: GenerationStats | None = None,
     ):
         self.request = request
         self.loop = loop
@@ -57,6 +63,11 @@ class _Job:
         self.cancelled = threading.Event()
         self.admission = admission
         self.timed_out: Timeout | None = None
+        self.stats = stats
+        if stats is not None:
+            stats.queued_at = time.perf_counter()
+        self.request_id = request_id_var.get()  # carried to the owner thread's log lines
+        self.abort_error: ServiceError | None = None  # set with `cancelled` when the server stops it
         self._pending: deque = deque()
         self._wake_due = False
         self._held: list | None = [] if hold else None
@@ -249,9 +260,14 @@ class ModelWorker:
         """Run the job's choices one after another; events of choice i carry index i."""
         if job.admission is not None:
             job.admission.started()
+        context = request_id_var.set(job.request_id)
+        if job.stats is not None:
+            job.stats.started_at = time.perf_counter()
         try:
             for index in range(job.request.n):
                 if job.cancelled.is_set():
+                    if job.abort_error is not None:
+                        raise job.abort_error
                     return
                 self._serve_choice(backend, job, index)
         except ServiceError as exc:
@@ -261,6 +277,7 @@ class ModelWorker:
             job.emit(Failed(InternalError("The model failed while generating; see the server log.")))
         finally:
             self._finish(job)
+            request_id_var.reset(context)
 
     def _serve_choice(self, backend, job: _Job, index: int) -> None:
         started = time.perf_counter()
@@ -271,11 +288,18 @@ class ModelWorker:
                     continue  # one Started per request
             elif index:
                 event = dataclasses.replace(event, index=index)
+            if job.abort_error is not None and isinstance(event, Finished) and event.reason == "cancelled":
+                raise job.abort_error  # stopped by the server, not the client: the client is told
             job.emit(event)
             if first_token is None and isinstance(event, Delta):
                 first_token = time.perf_counter() - started
+                if job.stats is not None and job.stats.first_token_at is None:
+                    job.stats.first_token_at = started + first_token
             elif isinstance(event, Finished):
-                self.recent.append(RequestStat(time.perf_counter() - started, first_token, event.completion_tokens))
+                ended = time.perf_counter()
+                self.recent.append(RequestStat(ended - started, first_token, event.completion_tokens))
+                if job.stats is not None:
+                    job.stats.choice_finished(started=started, first_token=first_token, ended=ended, finished=event)
                 if event.reason == "cancelled":
                     logger.info(
                         "%s: generation %s after %d tokens",
@@ -306,6 +330,7 @@ class ModelManager:
         self._workers: dict[str, ModelWorker] = {}
         self._retired: list[ModelWorker] = []
         self._lock = threading.Lock()
+        self._jobs: set[_Job] = set()  # generations in progress; touched on the event loop only
 
     def worker(self, spec: ModelSpec) -> ModelWorker:
         """The worker serving `spec`, starting a load if there is none (or a stale one).
@@ -333,17 +358,25 @@ class ModelManager:
         self._retired = [w for w in self._retired if not w.finished] + [worker]
 
     async def generate(
-        self, spec: ModelSpec, request: GenerationRequest, *, stream: bool = True, deadline: float | None = None
+        self,
+        spec: ModelSpec,
+        request: GenerationRequest,
+        *,
+        stream: bool = True,
+        deadline: float | None = None,
+        stats: GenerationStats | None = None,
     ) -> AsyncIterator[Event]:
         """Events of one generation; closing the iterator cancels it within a token.
 
         With `stream=False` the text events arrive together at the end (fewer loop wake-ups).
         The tier's admission gate may refuse it (429); past `deadline` (time.monotonic()) it
-        stops through the same cancellation, its Finished events saying "timeout"."""
+        stops through the same cancellation, its Finished events saying "timeout".
+        `stats`, when given, is filled with the request's timings and token counts."""
         loop = asyncio.get_running_loop()
         admission = gate_for(spec.name).admit(spec.limits)
-        job = _Job(request, loop, hold=not stream, admission=admission)
+        job = _Job(request, loop, hold=not stream, admission=admission, stats=stats)
         admission.watch(loop, max_wait_seconds=spec.limits.max_wait_seconds, deadline=deadline, on_timeout=job.time_out)
+        self._jobs.add(job)
         try:
             while not self.worker(spec).submit(job):
                 await asyncio.sleep(0)  # raced with a retire: the next call makes a new worker
@@ -361,6 +394,16 @@ class ModelManager:
         finally:
             job.cancelled.set()
             admission.close()
+            self._jobs.discard(job)
+
+    def abort_all(self, error: ServiceError) -> int:
+        """Stop every generation in progress within a token; their clients get `error`. Call on
+        the event loop (graceful shutdown past its grace period). Returns how many were stopped."""
+        jobs = list(self._jobs)
+        for job in jobs:
+            job.abort_error = error
+            job.cancelled.set()
+        return len(jobs)
 
     async def run_batched(self, spec: ModelSpec, request, *, deadline: float | None = None):
         """The result of one embedding or rerank request, batched with whatever else is waiting.

@@ -116,3 +116,11 @@ class DeadlineExceeded(ServiceError):
     status = 504
     type = "server_error"
     code = "timeout"
+
+
+class ServerShuttingDown(ServiceError):
+    """The server is draining (SIGTERM or auto-shutdown): no new work, or work stopped after the grace period."""
+
+    status = 503
+    type = "server_error"
+    code = "server_shutting_down"

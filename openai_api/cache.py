@@ -28,6 +28,7 @@ from registry import selectors, services
 from registry.signals import cached_responses_cleared
 
 from .access import authorized_tier
+from .request_record import note_tier, note_tokens
 from .cache_sse import StreamAssembler, replay_sse, sse_events, strip_usage
 from .schemas.common import StreamOptions
 from .serving.common import uncacheable
@@ -182,11 +183,46 @@ async def cache_lookup(key: str) -> Entry | None:
     return entry
 
 
+class _PendingWrites:
+    """Database writes under way. Shutdown waits for these rows, not for the requests: a request
+    cancelled mid-write (a shutdown past its grace period) does not cancel its write (shielded)."""
+
+    def __init__(self) -> None:
+        self._count = 0
+        self._done = threading.Condition()
+
+    async def write(self, write: Callable[..., Any], **kwargs: Any) -> Any:
+        with self._done:
+            self._count += 1
+        return await asyncio.shield(sync_to_async(self._run)(write, kwargs))
+
+    def _run(self, write: Callable[..., Any], kwargs: dict) -> Any:
+        try:
+            return write(**kwargs)
+        finally:
+            with self._done:
+                self._count -= 1
+                self._done.notify_all()
+
+    def wait(self, timeout: float) -> bool:
+        with self._done:
+            return self._done.wait_for(lambda: self._count == 0, timeout)
+
+
+_pending_writes = _PendingWrites()
+
+
+def cache_writes_wait(timeout: float) -> bool:
+    """Block until no cache write is in progress (at most `timeout` s); whether none is left."""
+    return _pending_writes.wait(timeout)
+
+
 async def cache_store(*, key: str, tier: str, endpoint: str, config_key: str, request: dict, response: dict) -> None:
     size = len(json.dumps(response))
     response_cache.put(key, Entry(response, tier, time.time() + settings.CACHE_TTL_SECONDS, size))
     if settings.CACHE_PERSIST_TO_DISK:
-        await sync_to_async(services.cached_response_store)(
+        await _pending_writes.write(
+            services.cached_response_store,
             key=key,
             tier_name=tier,
             endpoint=endpoint,
@@ -248,6 +284,7 @@ async def cached_call(
 
     The tier is read once here and handed on, so a request costs one registry query."""
     tier = await authorized_tier(request, model=body.model)
+    note_tier(tier.name)
     spec = selectors.tier_spec(tier=tier)
     decision = cache_decision(
         body=body, tier=tier, defaults=dict(spec.defaults), cache_control=request.headers.get("Cache-Control", "")
@@ -274,6 +311,8 @@ async def cached_call(
             entry = await cache_lookup(key)
         if entry is not None:
             response_cache.count(tier.name, HIT)
+            usage = entry.response.get("usage") or {}
+            note_tokens(prompt_tokens=usage.get("prompt_tokens"), completion_tokens=usage.get("completion_tokens"))
             return _hit_response(entry, stream=stream, include_usage=include_usage, endpoint=endpoint)
         response_cache.count(tier.name, MISS)
         if key not in response_cache.inflight:

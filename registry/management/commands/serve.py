@@ -27,6 +27,10 @@ PUBLIC_SECRET_WARNING = (
     "Remove it from .env (a random key is then generated) before serving beyond this machine."
 )
 
+# uvicorn's own limit on waiting for connections, after our drain (llmservice/lifecycle.py) has
+# had its SHUTDOWN_GRACE_SECONDS and stopped what was left: a backstop, not the policy.
+UVICORN_EXTRA_SECONDS = 15
+
 
 class Command(BaseCommand):
     help = "Serve the OpenAI-compatible API, the admin and the dashboard with uvicorn."
@@ -34,8 +38,9 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--host", default=settings.HOST)
         parser.add_argument("--port", type=int, default=settings.PORT)
+        parser.add_argument("--fd", type=int, default=None, help="Serve on this inherited socket (systemd socket activation: 3).")
 
-    def handle(self, *args, host, port, **options):
+    def handle(self, *args, host, port, fd, **options):
         if settings.SECRET_KEY == OLD_DEFAULT_SECRET_KEY:
             if not is_loopback(host):
                 raise CommandError(PUBLIC_SECRET_REFUSED.format(host=host))
@@ -45,10 +50,14 @@ class Command(BaseCommand):
             "llmservice.asgi:application",
             host=host,
             port=port,
+            fd=fd,
             log_level=settings.LOG_LEVEL.lower(),
+            log_config=None,  # Django's LOGGING already covers uvicorn's loggers (LOG_FORMAT)
+            access_log=False,  # our access line (openai_api/access_log.py) replaces uvicorn's
             # One process owns the models: several workers would each load their own copy.
             workers=1,
-            lifespan="off",  # Django has no lifespan handlers
+            lifespan="on",  # graceful drain and auto-shutdown (llmservice/lifecycle.py)
+            timeout_graceful_shutdown=int(settings.SHUTDOWN_GRACE_SECONDS) + UVICORN_EXTRA_SECONDS,
         )
 
 
