@@ -48,16 +48,21 @@ from llmservice.guards import guarded  # noqa: E402
 http_application = guarded(route_http, api_path_prefixes=settings.API_PATH_PREFIXES)
 
 
+from llmservice.lifecycle import lifespan_application  # noqa: E402
 from llmservice.startup import prepare_outside_event_loop  # noqa: E402
+from openai_api.access_log import AccessMiddleware  # noqa: E402
 from openai_api.consumers import StatusConsumer  # noqa: E402
 
 prepare_outside_event_loop()
 
 application = ProtocolTypeRouter(
     {
-        "http": http_application,
+        # Outermost: request ids, the access log and metrics (openai_api/access_log.py).
+        "http": AccessMiddleware(http_application),
         "websocket": AllowedHostsOriginValidator(
             AuthMiddlewareStack(URLRouter([path("ws/status/", StatusConsumer.as_asgi())]))
         ),
+        # Graceful shutdown and auto-shutdown (llmservice/lifecycle.py).
+        "lifespan": lifespan_application,
     }
 )

@@ -49,7 +49,7 @@ MIDDLEWARE = [
 # messages machinery, and under ASGI each of those runs its hooks through a thread hop: they are
 # served by a handler with only this middleware (llmservice/asgi.py).
 API_MIDDLEWARE = ["openai_api.middleware.openai_error_envelope"]
-API_PATH_PREFIXES = ("/v1/", "/health", "/rerank", "/internal/")
+API_PATH_PREFIXES = ("/v1/", "/health", "/ready", "/metrics", "/rerank", "/internal/")
 
 ROOT_URLCONF = "llmservice.urls"
 ASGI_APPLICATION = "llmservice.asgi.application"
@@ -138,18 +138,6 @@ BATCH_MAX_ITEMS = env.int("BATCH_MAX_ITEMS", default=256)  # most texts (or pair
 # what the openai and LangChain clients send) or "model" (the tier's own tokenizer).
 EMBEDDING_TOKEN_IDS = env.str("EMBEDDING_TOKEN_IDS", default="cl100k_base")
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": "WARNING"},
-    "loggers": {
-        name: {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False}
-        for name in ("llmservice", "registry", "inference", "openai_api")
-    },
-}
-
 # --- Hardening: secrets, limits, admission, API keys (issue 11) ------------------------------
 # Where the SECRET_KEY generated on first start is kept (mode 0600) when SECRET_KEY is unset.
 SECRET_KEY_FILE = env.path("SECRET_KEY_FILE", default=BASE_DIR / "var" / "secret_key")
@@ -189,3 +177,17 @@ SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
 SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=False)  # admin session cookie over HTTPS only
 CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=False)  # CSRF cookie over HTTPS only
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])  # e.g. https://llm.example.com
+
+# --- Operations: shutdown, readiness, metrics, logs (llmservice/lifecycle.py, openai_api/access_log.py) ---
+AUTO_SHUTDOWN_MINUTES = env.float("AUTO_SHUTDOWN_MINUTES", default=0.0)  # exit after this long with no API request (0: never)
+SHUTDOWN_GRACE_SECONDS = env.float("SHUTDOWN_GRACE_SECONDS", default=30.0)  # on shutdown, how long in-flight requests may finish
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")  # bearer token GET /metrics requires (empty: open)
+LOG_FORMAT = env.str("LOG_FORMAT", default="plain")  # plain, or json (one JSON object per line)
+
+from llmservice.logs import logging_config  # noqa: E402
+
+LOGGING = logging_config(
+    level=LOG_LEVEL,
+    log_format=LOG_FORMAT if LOG_FORMAT in ("plain", "json") else "plain",  # a wrong value: `manage.py check` says so
+    service_loggers=("llmservice", "registry", "inference", "openai_api"),
+)

@@ -27,6 +27,7 @@ from registry.models import Tier
 from registry.selectors import ApiKeyInfo, api_key_find, tier_aget
 
 from .ratelimit import get_rate_limiter
+from .request_record import note_api_key
 from .usage import usage_buffer
 
 MISSING_KEY = "You didn't provide an API key. Send it in the header 'Authorization: Bearer <key>'."
@@ -100,6 +101,7 @@ class ApiKeyAuth(HttpBearer):
             usage_buffer.touch(key.id, now)
         meter = Meter(key)
         current_meter.set(meter)
+        note_api_key(key.name)  # the access log's `api_key`
         return meter
 
 

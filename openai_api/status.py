@@ -11,6 +11,7 @@ from typing import Any
 from asgiref.sync import sync_to_async
 
 from inference.manager import WorkerStatus, get_manager
+from llmservice.lifecycle import lifecycle
 from registry.selectors import cached_response_stats, tier_alist
 
 from .cache import cache_stats
@@ -65,4 +66,4 @@ async def status_snapshot() -> dict[str, Any]:
                 "cache_hit_rate": round(counters.get("hits", 0) / looked_up, 4) if looked_up else None,
             }
         )
-    return {"tiers": tiers, "cache": cache}
+    return {"tiers": tiers, "cache": cache, "server": lifecycle.snapshot()}

@@ -1,10 +1,25 @@
+"""Probes and the scrape: /health (liveness), /ready (readiness), /metrics (Prometheus)."""
+
+import hmac
 from datetime import datetime, timezone
 
-from django.http import HttpRequest, JsonResponse
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.db import DatabaseError, connection
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.http import require_GET
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from inference.manager import WorkerStatus, get_manager
+from llmservice.errors import ServerShuttingDown, ServiceError, Unauthorized
+from llmservice.lifecycle import lifecycle
 from registry.selectors import tier_alist
+
+from ..errors import error_response
+
+NOT_READY_DRAINING = "Not ready: the server is shutting down ({reason})."
+NOT_READY_DATABASE = "Not ready: the database is unreachable ({reason})."
+METRICS_UNAUTHORIZED = "Missing or wrong metrics token (Authorization: Bearer ...); see METRICS_TOKEN."
 
 
 def _tier_health(status: WorkerStatus | None) -> dict:
@@ -21,7 +36,46 @@ def _tier_health(status: WorkerStatus | None) -> dict:
 
 @require_GET
 async def health(request: HttpRequest) -> JsonResponse:
-    """Liveness and which tiers are loaded. Never loads a model."""
+    """Liveness, which tiers are loaded, and the auto-shutdown countdown. Never loads a model."""
     status = get_manager().status()
     tiers = {t.name: _tier_health(status.get(t.name)) for t in await tier_alist()}
-    return JsonResponse({"status": "ok", "tiers": tiers, "loaded": [n for n, s in tiers.items() if s["loaded"]]})
+    server = lifecycle.snapshot()
+    return JsonResponse(
+        {
+            "status": "ok",
+            "tiers": tiers,
+            "loaded": [n for n, s in tiers.items() if s["loaded"]],
+            "state": server["state"],
+            "shutdown_in_seconds": server["shutdown_in_seconds"],
+        }
+    )
+
+
+def _database_ping() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+
+
+@require_GET
+async def ready(request: HttpRequest) -> HttpResponse:
+    """200 only while accepting requests (not draining) with the database reachable."""
+    if not lifecycle.accepting:
+        response = error_response(ServerShuttingDown(NOT_READY_DRAINING.format(reason=lifecycle.reason)))
+        response._has_been_logged = True  # expected while draining: no ERROR line from Django per probe
+        return response
+    try:
+        await sync_to_async(_database_ping)()
+    except DatabaseError as exc:
+        error = ServiceError(NOT_READY_DATABASE.format(reason=exc), code="database_unavailable")
+        error.status = 503
+        return error_response(error)
+    return JsonResponse({"status": "ready"})
+
+
+@require_GET
+async def metrics(request: HttpRequest) -> HttpResponse:
+    """Prometheus text format; with METRICS_TOKEN set, only for `Authorization: Bearer <token>`."""
+    token = settings.METRICS_TOKEN
+    if token and not hmac.compare_digest(request.headers.get("Authorization", ""), f"Bearer {token}"):
+        return error_response(Unauthorized(METRICS_UNAUTHORIZED))
+    return HttpResponse(generate_latest(REGISTRY), content_type=CONTENT_TYPE_LATEST)

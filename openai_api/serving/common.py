@@ -20,12 +20,16 @@ from llmservice.errors import DeadlineExceeded, ServiceError, WrongModelKind
 
 from ..access import meter_tokens
 from ..errors import error_body
+from ..request_record import new_generation_stats, note_tier
 
 SSE_DONE = b"data: [DONE]\n\n"
 WRONG_KIND = "The model '{model}' is a {kind} model; it does not serve {endpoint}."
 
 
 def require_kind(spec: ModelSpec, kind: str, endpoint: str) -> None:
+    """Refuse a tier of the wrong kind; every model endpoint calls this once the tier is known,
+    so this is also where the access log learns the tier."""
+    note_tier(spec.name)
     if spec.kind != kind:
         raise WrongModelKind(WRONG_KIND.format(model=spec.name, kind=spec.kind, endpoint=endpoint), param="model")
 
@@ -144,7 +148,8 @@ async def open_generation(
     outcome: Outcome | None = None,
 ) -> Generation:
     """Queue a generation and wait until the prompt is accepted, so errors come before any byte."""
-    events = _observed(get_manager().generate(spec, request, stream=stream, deadline=deadline), outcome or Outcome())
+    generation = get_manager().generate(spec, request, stream=stream, deadline=deadline, stats=new_generation_stats())
+    events = _observed(generation, outcome or Outcome())
     try:
         first = await anext(events)
     except BaseException:

@@ -17,6 +17,7 @@ from registry.selectors import tier_spec_aget
 
 from ..access import meter_tokens
 from ..schemas.embeddings import EmbeddingRequest
+from ..request_record import note_tokens
 from .common import deadline, json_response, require_kind
 
 
@@ -43,6 +44,7 @@ async def create_embeddings(body: EmbeddingRequest, *, spec: ModelSpec | None = 
     require_kind(spec, "embedding", "embeddings")
     result = await get_manager().run_batched(spec, body.to_request(), deadline=deadline())
     await meter_tokens(prompt=result.prompt_tokens)
+    note_tokens(prompt_tokens=result.prompt_tokens)
     return json_response(
         {
             "object": "list",

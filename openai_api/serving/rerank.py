@@ -13,6 +13,7 @@ from registry.selectors import tier_spec_aget
 
 from ..access import meter_tokens
 from ..schemas.rerank import RerankRequest
+from ..request_record import note_tokens
 from .common import deadline, json_response, new_id, require_kind
 
 
@@ -23,6 +24,7 @@ async def create_rerank(body: RerankRequest, *, spec: ModelSpec | None = None) -
     request = body.to_request()
     result = await get_manager().run_batched(spec, request, deadline=deadline())
     await meter_tokens(prompt=result.prompt_tokens)
+    note_tokens(prompt_tokens=result.prompt_tokens)
     order = sorted(range(len(result.scores)), key=lambda i: result.scores[i], reverse=True)
     if body.top_n is not None:
         order = order[: body.top_n]

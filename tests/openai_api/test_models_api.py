@@ -35,7 +35,13 @@ async def test_retrieve_by_alias_and_unknown(client, fake_tier):
 
 async def test_health_never_loads_a_model(client, fake_tier, manager):
     body = json.loads((await client.get("/health")).content)
-    assert body == {"status": "ok", "tiers": {"fake": {"loaded": False, "state": "unloaded"}}, "loaded": []}
+    assert body == {
+        "status": "ok",
+        "tiers": {"fake": {"loaded": False, "state": "unloaded"}},
+        "loaded": [],
+        "state": "serving",
+        "shutdown_in_seconds": None,  # auto-shutdown is off
+    }
     assert manager.status() == {}
 
 

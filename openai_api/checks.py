@@ -1,0 +1,19 @@
+"""System checks (`manage.py check`) for the operations settings: shutdown and logs."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.checks import Error, register
+
+LOG_FORMATS = ("plain", "json")
+
+
+@register()
+def operations_settings(app_configs=None, **kwargs):
+    errors = []
+    if settings.LOG_FORMAT not in LOG_FORMATS:
+        errors.append(Error(f"LOG_FORMAT={settings.LOG_FORMAT!r} is not one of {', '.join(LOG_FORMATS)}.", id="openai_api.E001"))
+    for name in ("AUTO_SHUTDOWN_MINUTES", "SHUTDOWN_GRACE_SECONDS"):
+        if getattr(settings, name) < 0:
+            errors.append(Error(f"{name} must be 0 or more.", id="openai_api.E002"))
+    return errors
