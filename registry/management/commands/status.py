@@ -43,3 +43,25 @@ class Command(BaseCommand):
         cache = status["cache"]
         rate = f"{cache['hit_rate']:.0%}" if cache["hit_rate"] is not None else "-"
         self.stdout.write(f"cache: {cache['hits']} hits, {cache['misses']} misses, hit rate {rate}")
+        if "server" in status:
+            self.stdout.write(server_line(status["server"]))
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    minutes, seconds = divmod(seconds, 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m{seconds:02d}s" if hours else f"{minutes}m{seconds:02d}s" if minutes else f"{seconds}s"
+
+
+def server_line(server: dict) -> str:
+    """`server: serving, 0 in flight, idle 12s; auto-shutdown in 4m48s` (or `off`, or why it is stopping)."""
+    line = f"server: {server['state']}, {server['in_flight']} in flight, idle {_duration(server['idle_seconds'])}"
+    if server["state"] != "serving":
+        return f"{line}; shutting down: {server['reason']}"
+    if server["auto_shutdown_minutes"] is None:
+        return f"{line}; auto-shutdown off"
+    if server["shutdown_in_seconds"] is None:
+        return f"{line}; auto-shutdown inactive (the server runs without the ASGI lifespan protocol)"
+    when = _duration(server["shutdown_in_seconds"])
+    return f"{line}; auto-shutdown in {when}" + (" once the requests in flight end" if server["in_flight"] else "")
