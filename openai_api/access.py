@@ -91,6 +91,7 @@ class ApiKeyAuth(HttpBearer):
         key = await sync_to_async(api_key_find)(secret=secret)
         if key is None:
             raise Unauthorized(WRONG_KEY.format(shown=_shown(secret)))
+        note_api_key(key.name)  # the access log's `api_key`, refused or not
         now = timezone.now()
         if key.revoked_at is not None:
             raise Unauthorized(REVOKED_KEY.format(prefix=key.prefix))
@@ -101,7 +102,6 @@ class ApiKeyAuth(HttpBearer):
             usage_buffer.touch(key.id, now)
         meter = Meter(key)
         current_meter.set(meter)
-        note_api_key(key.name)  # the access log's `api_key`
         return meter
 
 

@@ -53,11 +53,16 @@ def access_line(server, request_id: str) -> dict:
 
 
 def scrape(server) -> dict[tuple[str, tuple], float]:
-    """/metrics parsed by prometheus_client: (sample name, sorted labels) -> value."""
+    """The module server's /metrics, with its token."""
     response = httpx.get(server.base_url + "/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}, timeout=60)
     assert response.status_code == 200 and response.headers["content-type"].startswith("text/plain")
+    return parse(response.text)
+
+
+def parse(text: str) -> dict[tuple[str, tuple], float]:
+    """Prometheus text parsed by prometheus_client: (sample name, sorted labels) -> value."""
     samples = {}
-    for family in text_string_to_metric_families(response.text):
+    for family in text_string_to_metric_families(text):
         for sample in family.samples:
             samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
     return samples
@@ -197,3 +202,26 @@ def run_on_a_terminal(command: list[str], env: dict) -> str:
     os.close(leader)
     assert process.wait(timeout=120) == 0, output
     return output.decode(errors="replace")
+
+
+def test_the_access_line_names_the_api_key_and_429s_are_counted_by_code(tmp_path):
+    server = LiveServer(tmp_path, env={"LOG_FORMAT": "json", "API_KEYS_REQUIRED": "true"})
+    try:
+        server.start()
+        secret = server.manage("createapikey", "ops-key", "--rpm", "1").stdout.strip()
+        headers = {"Authorization": f"Bearer {secret}"}
+        with server.client() as client:
+            assert client.get("/v1/models", headers={**headers, "x-request-id": "keyed-1"}).status_code == 200
+            before = parse(client.get("/metrics").text)
+            limited = client.get("/v1/models", headers={**headers, "x-request-id": "keyed-2"})
+            after = parse(client.get("/metrics").text)
+        assert limited.status_code == 429
+        assert access_line(server, "keyed-1")["api_key"] == "ops-key"
+        refused = access_line(server, "keyed-2")
+        assert (refused["status"], refused["error_code"], refused["api_key"]) == (429, "rate_limit_exceeded", "ops-key")
+        code = dict(tier="", endpoint="models", code="rate_limit_exceeded")
+        assert value(after, "llmservice:request_errors_total", **code) == value(before, "llmservice:request_errors_total", **code) + 1
+        status = dict(tier="", endpoint="models", status="429")
+        assert value(after, "llmservice:requests_total", **status) == value(before, "llmservice:requests_total", **status) + 1
+    finally:
+        server.stop()
