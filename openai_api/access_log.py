@@ -2,7 +2,7 @@
 
 Every request gets an id: the client's `x-request-id` when it is sane, else a new one. It is sent
 back in the `x-request-id` header and stamped on every log line about the request
-(llmservice/logs.py). When the response has been sent in full (for a stream: when it ends), one
+(llmservice/logs.py). As the last byte of the response goes out (for a stream: when it ends), one
 access line is logged and the metrics are updated, once per request.
 
 Code deeper in the request adds what only it knows to its `RequestRecord` (request_record.py).
@@ -102,13 +102,15 @@ class AccessMiddleware:
             if not record.status:
                 record.status = CLIENT_CLOSED  # the client left before a response was started
         finally:
-            _request_finished(record)
+            if record.finished is None:  # never sent in full: the client left, or the app raised
+                _request_finished(record)
             request_id_var.reset(id_token)
             request_record_var.reset(record_token)
 
 
 class _Sender:
-    """The `send` the app sees: adds the id header, notes status, cache outcome, error code, end."""
+    """The `send` the app sees: adds the id header, notes status, cache outcome and error code,
+    and finishes the record with the last body message."""
 
     __slots__ = ("record", "send")
 
@@ -132,7 +134,10 @@ class _Sender:
             if record._error_body is not None and len(record._error_body) < ERROR_BODY_LIMIT:
                 record._error_body += message.get("body", b"")[: ERROR_BODY_LIMIT - len(record._error_body)]
             if not message.get("more_body", False):
+                # Logged and counted before the last byte leaves, so a client that reads the
+                # response and then scrapes /metrics sees this request counted.
                 record.finished = time.perf_counter()
+                _request_finished(record)
         await self.send(message)
 
 
