@@ -77,10 +77,10 @@ class Lifecycle:
             task.cancel()
         self.state = "stopped"
         try:
-            names = await asyncio.wait_for(asyncio.to_thread(get_manager().unload_all, True), UNLOAD_WAIT_SECONDS)
-        except asyncio.TimeoutError:
+            names = await asyncio.to_thread(get_manager().unload_all, wait=True, timeout=UNLOAD_WAIT_SECONDS)
+        except TimeoutError as exc:
             names = []
-            logger.error("Models still busy after %gs; exiting without waiting for them", UNLOAD_WAIT_SECONDS)
+            logger.error("%s Exiting without waiting for it.", exc)
         if not await asyncio.to_thread(cache_writes_wait, CACHE_WRITE_WAIT_SECONDS):
             logger.error("Cache writes still running after %gs; exiting without them", CACHE_WRITE_WAIT_SECONDS)
         unloaded = ", ".join(names) if names else "no model was loaded"

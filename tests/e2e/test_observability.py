@@ -13,13 +13,13 @@ import openai
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.e2e.live import EOG_BAN
 from tests.server import ROOT, LiveServer
 
 pytestmark = pytest.mark.e2e
 
 TOKEN = "observability-internal-token"
 METRICS_TOKEN = "observability-metrics-token"
-EOG_BAN = {"0": -100, "2": -100, "4": -100}
 CHAT = {"model": "light", "temperature": 0, "max_tokens": 6, "messages": [{"role": "user", "content": "Say hi"}]}
 
 

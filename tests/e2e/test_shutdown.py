@@ -8,17 +8,17 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 
 import httpx
 import pytest
 
 from llmservice.lifecycle import GENERATION_STOPPED, SHUTTING_DOWN
+from tests.e2e.live import EOG_BAN
+from tests.helpers import wait_until
 from tests.server import ROOT, LiveServer
 
 pytestmark = pytest.mark.e2e
 
-EOG_BAN = {"0": -100, "2": -100, "4": -100}  # SmolLM2's end-of-generation tokens: run to max_tokens
 EXIT_WAIT = 600  # bounded waits; the assertions are about what happened, not how fast
 STREAM_TOKENS = 400  # longer than a 3 s idle timeout: about 5 s on this machine when idle
 DRAINED_TOKENS = 100  # long enough to probe the server while it drains the stream
@@ -46,17 +46,6 @@ def read_stream(lines) -> tuple[str, list[dict]]:
     return "".join(text), events
 
 
-def until(predicate, what: str, timeout: float = 60):
-    """Poll `predicate` until it returns something truthy (bounded)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"never happened: {what}")
-
-
 def exit_code(server: LiveServer) -> int:
     return server.process.wait(timeout=EXIT_WAIT)
 
@@ -72,7 +61,7 @@ def test_sigterm_drains_a_stream_refuses_new_work_and_keeps_its_cache_write(tmp_
                 first = next(line for line in lines if line.startswith("data: "))  # generating now
                 server.process.send_signal(signal.SIGTERM)
                 # Draining: not ready, still alive, new API work refused, the stream goes on.
-                not_ready = until(lambda: (r := client.get("/ready")).status_code == 503 and r, "/ready 503")
+                not_ready = wait_until(lambda: (r := client.get("/ready")).status_code == 503 and r, "/ready 503")
                 assert not_ready.json()["error"]["code"] == "server_shutting_down"
                 health = client.get("/health")
                 assert health.status_code == 200 and health.json()["state"] == "draining"
@@ -111,8 +100,8 @@ def test_the_grace_period_stops_running_and_queued_generations_with_an_error(tmp
             next(line for line in lines if line.startswith("data: "))
             waiter = threading.Thread(target=queued_request)
             waiter.start()
-            until(lambda: "llmservice:num_requests_waiting{tier=\"light\"} 1.0" in client.get("/metrics").text,
-                  "a second request queued behind the stream")
+            wait_until(lambda: "llmservice:num_requests_waiting{tier=\"light\"} 1.0" in client.get("/metrics").text,
+                       "a second request queued behind the stream")
             server.process.send_signal(signal.SIGTERM)
             _, events = read_stream(lines)
             waiter.join(EXIT_WAIT)

@@ -11,6 +11,7 @@ from inference.events import Delta, Finished, Started
 from inference.stats import GenerationStats
 from llmservice.errors import ServerShuttingDown
 from llmservice.logs import RequestIdFilter, request_id_var
+from tests.helpers import async_wait_until
 from tests.inference.test_manager import request, spec
 
 
@@ -55,7 +56,7 @@ async def test_the_request_id_reaches_the_owner_threads_log_lines(manager):
     token = request_id_var.set("req-owner")
     try:
         await leave_after_the_first_text(manager)
-        await manager_idle(manager)
+        await async_wait_until(lambda: all(s.in_flight == 0 for s in manager.status().values()), "the model to go idle")
     finally:
         request_id_var.reset(token)
         logging.getLogger("inference.manager").removeHandler(handler)
@@ -74,11 +75,3 @@ async def leave_after_the_first_text(manager):
 
 async def _drain(events):
     return [e async for e in events]
-
-
-async def manager_idle(manager, timeout=10):
-    for _ in range(int(timeout / 0.01)):
-        if all(s.in_flight == 0 for s in manager.status().values()):
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("the model never went idle")
