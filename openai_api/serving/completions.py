@@ -68,7 +68,7 @@ async def completion(body: CompletionRequest, *, spec: ModelSpec | None = None) 
             completion_tokens += c.completion_tokens
             choices.append(
                 {
-                    "index": p * generation.n + c.index,
+                    "index": p * request.n + c.index,
                     "text": echo + "".join(c.text),
                     "logprobs": completion_logprobs(c.logprobs, len(echo)) if want_logprobs else None,
                     "finish_reason": c.finish_reason,

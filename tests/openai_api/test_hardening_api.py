@@ -98,6 +98,30 @@ async def test_deadline_cuts_an_answer_short_with_length_and_it_is_not_cached(po
     assert await sync_to_async(CachedResponse.objects.count)() == 0
 
 
+async def test_deadline_before_a_later_prompt_starts_keeps_the_earlier_answers(post, fake_tier, monkeypatch):
+    """Several prompts, the deadline passing before the later ones start (forced here by making
+    the later openings time out): 200, the first prompt's answers kept, every choice present."""
+    from llmservice.errors import DeadlineExceeded
+    from openai_api.serving import completions
+
+    real_open = completions.open_generation
+    opened = []
+
+    async def open_then_time_out(spec, request, **kwargs):
+        opened.append(request.prompt)
+        if len(opened) > 1:
+            raise DeadlineExceeded("deadline")
+        return await real_open(spec, request, **kwargs)
+
+    monkeypatch.setattr(completions, "open_generation", open_then_time_out)
+    body = {"model": "fake", "prompt": ["a", "b", "c"], "n": 2, "max_tokens": 3}
+    r = await post(COMPLETIONS, body)
+    assert r.status_code == 200, r.content
+    choices = json.loads(r.content)["choices"]
+    assert [c["index"] for c in choices] == list(range(6))
+    assert choices[0]["text"] and choices[1]["text"] and not choices[5]["text"]
+
+
 async def test_deadline_cuts_a_stream_short_with_length(post, slow_tier, settings):
     settings.REQUEST_TIMEOUT_SECONDS = 0.3
     body = {"model": "slowpoke", "prompt": "x", "max_tokens": 5000, "stream": True, "temperature": 0}
