@@ -15,7 +15,7 @@ import traceback
 from datetime import datetime, timezone
 from pathlib import Path
 
-from . import cache, embeddings, engine, peer, report, startup
+from . import cache, embeddings, engine, peer, report, startup, structured_output
 from .clients import Engine
 from .harness import FULL, SMOKE, Section
 from .procs import N_THREADS, OurServer, PeerServer
@@ -66,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
                 other.start()
                 attempt(2, "against the peer", lambda: asyncio.run(peer.run(profile, ours, other)))
             attempt(3, "cache hits", lambda: asyncio.run(cache.run(profile, ours)))
+            attempt(7, "structured output", lambda: asyncio.run(structured_output.run(profile, ours)))
             attempt(5, "embeddings", lambda: asyncio.run(embeddings.run(profile, ours)))
     finally:
         if args.keep:

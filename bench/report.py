@@ -17,7 +17,7 @@ logger = logging.getLogger(__name__)
 
 
 TITLES = {1: "Overhead against the engine", 2: "Against the peer", 3: "Cache hits", 4: "Concurrency",
-          5: "Embeddings", 6: "Startup"}
+          5: "Embeddings", 6: "Startup", 7: "Structured output"}
 
 
 def machine() -> dict:

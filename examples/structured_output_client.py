@@ -36,7 +36,7 @@ PRODUCT_SCHEMA: dict[str, Any] = {
     "properties": {
         "name": {"type": "string", "maxLength": 60},
         "description": {"type": "string", "maxLength": 200},
-        "price": {"type": "number"},
+        "price": {"type": "number", "minimum": 0, "maximum": 100000},
         "currency": {"enum": ["USD", "EUR", "GBP"]},
         "features": {"type": "array", "items": {"type": "string", "maxLength": 60}, "minItems": 1, "maxItems": 5},
         "in_stock": {"type": "boolean"},

@@ -26,6 +26,8 @@ class Started:
 
     prompt_tokens: int
     echo: str | None = None  # the prompt text, when the request asked for it back
+    tool_format: str | None = None  # how this model writes tool calls (inference.constraints.tool_format)
+    relaxed: tuple[str, ...] = ()  # schema keywords not enforced (non-strict schemas): "uniqueItems at #/..."
 
 
 @dataclass(frozen=True, slots=True)

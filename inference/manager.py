@@ -22,6 +22,7 @@ from llmservice.logs import request_id_var
 
 from .admission import Admission, Timeout, gate_for
 from .backends import backend_class
+from .constraints import constraint_prepare
 from .events import Delta, Event, Failed, Finished, Started
 from .load_errors import load_backoff, public_load_error, retry_message
 from .params import GenerationRequest, ModelSpec
@@ -29,6 +30,7 @@ from .stats import GenerationStats
 
 logger = logging.getLogger(__name__)
 
+PREPARE_POLL_SECONDS = 0.02  # how often a constrained request checks on a model still loading
 _DONE = object()  # end of one job's events
 _STOP = object()  # end of a worker's queue
 _TIMED_OUT = object()  # wakes a request whose queue wait or deadline passed before it started
@@ -154,6 +156,7 @@ class ModelWorker:
         self.in_flight = 0
         self.last_used: float | None = None
         self.recent: deque[RequestStat] = deque(maxlen=self.RECENT)
+        self.backend = None  # set once loaded; read by the prepare step (its constraint compiler)
         self._accepting = True
         self._lock = threading.Lock()
         self._loaded = threading.Event()
@@ -249,6 +252,7 @@ class ModelWorker:
             self._loaded.set()
             return None
         self.load_seconds = time.perf_counter() - started
+        self.backend = backend
         with self._lock:
             if self.state == "loading":
                 self.state = "ready"
@@ -378,7 +382,11 @@ class ModelManager:
         admission.watch(loop, max_wait_seconds=spec.limits.max_wait_seconds, deadline=deadline, on_timeout=job.time_out)
         self._jobs.add(job)
         try:
-            while not self.worker(spec).submit(job):
+            while True:
+                worker = self.worker(spec)
+                job.request = await self.prepare(worker, request)
+                if worker.submit(job):
+                    break
                 await asyncio.sleep(0)  # raced with a retire: the next call makes a new worker
             while True:
                 event = await job.events.get()
@@ -404,6 +412,23 @@ class ModelManager:
             job.abort_error = error
             job.cancelled.set()
         return len(jobs)
+
+    @staticmethod
+    async def prepare(worker: ModelWorker, request: GenerationRequest) -> GenerationRequest:
+        """The request with its constraint compiled for the worker's loaded model, off its thread.
+
+        A constraint that can't be followed is a 400 here, before anything is queued. Waits for a
+        load in progress (the compiler needs the model's tokenizer); a failed load is left to the
+        queued job to report."""
+        if request.constraint is None:
+            return request
+        while not worker.wait_loaded(0):
+            await asyncio.sleep(PREPARE_POLL_SECONDS)
+        if worker.backend is None:
+            return request
+        compiler = getattr(worker.backend, "constraint_compiler", None)
+        compiled = await constraint_prepare(compiler=compiler, constraint=request.constraint)
+        return dataclasses.replace(request, compiled=compiled)
 
     async def run_batched(self, spec: ModelSpec, request, *, deadline: float | None = None):
         """The result of one embedding or rerank request, batched with whatever else is waiting.

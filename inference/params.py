@@ -9,7 +9,12 @@ import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import Any, Literal, Mapping
+from typing import TYPE_CHECKING, Any, Literal, Mapping
+
+from .constraints.types import Constraint
+
+if TYPE_CHECKING:
+    from .constraints.compiler import CompiledConstraint
 
 from .admission import QueueLimits
 
@@ -90,51 +95,21 @@ class ChatMessage:
 
 
 @dataclass(frozen=True, slots=True)
-class JsonOutput:
-    """The output is one JSON value valid against `schema` (checked by `inference.grammar`);
-    None: any JSON object."""
-
-    schema: Mapping[str, Any] | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class ToolSpec:
-    """A function the model may call; `parameters` is a checked JSON schema of its arguments."""
-
-    name: str
-    description: str | None
-    parameters: Mapping[str, Any]
-
-
-@dataclass(frozen=True, slots=True)
-class ToolUse:
-    """The output is tool calls ("required"), or either calls or plain text ("auto").
-
-    `only` restricts the calls to one named tool; `parallel` allows more than one call.
-    """
-
-    tools: tuple[ToolSpec, ...]
-    choice: Literal["auto", "required"]
-    only: str | None = None
-    parallel: bool = True
-
-
-Constraint = JsonOutput | ToolUse
-
-
-@dataclass(frozen=True, slots=True)
 class GenerationRequest:
     """One prompt (chat messages, or a raw prompt as text or token ids) and its `n` choices.
 
     Events of choice i carry `index=i`; with a seed, choice i samples with `seed + i`.
+    A `constraint` is compiled for the loaded model before the request is queued (the manager's
+    prepare step sets `compiled`); backends use only `compiled`.
     """
 
     sampling: SamplingParams
     messages: tuple[ChatMessage, ...] | None = None
     prompt: str | tuple[int, ...] | None = None
     echo: bool = False
-    constraint: Constraint | None = None  # enforced by the backend, or refused by it
+    constraint: Constraint | None = None
     n: int = 1
+    compiled: "CompiledConstraint | None" = None
 
     def choice(self, index: int) -> "GenerationRequest":
         """The single-choice request for choice `index` (its own seed)."""

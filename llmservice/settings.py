@@ -138,6 +138,15 @@ BATCH_MAX_ITEMS = env.int("BATCH_MAX_ITEMS", default=256)  # most texts (or pair
 # what the openai and LangChain clients send) or "model" (the tier's own tokenizer).
 EMBEDDING_TOKEN_IDS = env.str("EMBEDDING_TOKEN_IDS", default="cl100k_base")
 
+# --- Structured output and tools (inference/constraints) -----------------------------------------
+STRUCTURED_MAX_CONSTRAINT_BYTES = env.int("STRUCTURED_MAX_CONSTRAINT_BYTES", default=131072)  # largest schema, grammar or tool parameters (JSON bytes)
+STRUCTURED_MAX_GRAMMAR_SIZE = env.int("STRUCTURED_MAX_GRAMMAR_SIZE", default=500000)  # symbols in one compiled grammar (llguidance)
+STRUCTURED_INITIAL_FUEL = env.int("STRUCTURED_INITIAL_FUEL", default=1000000)  # lexer work to build one grammar (llguidance, ~50k per ms)
+STRUCTURED_STEP_FUEL = env.int("STRUCTURED_STEP_FUEL", default=200000)  # lexer work per token mask (llguidance, ~14k per ms)
+STRUCTURED_MAX_LEXER_STATES = env.int("STRUCTURED_MAX_LEXER_STATES", default=50000)  # lexer states per grammar (1-2 kB each)
+STRUCTURED_CACHE_SIZE = env.int("STRUCTURED_CACHE_SIZE", default=256)  # compiled constraints kept per loaded model (LRU)
+STRUCTURED_COMPILE_THREADS = env.int("STRUCTURED_COMPILE_THREADS", default=2)  # threads compiling constraints (off the model threads)
+
 # --- Hardening: secrets, limits, admission, API keys (issue 11) ------------------------------
 # Where the SECRET_KEY generated on first start is kept (mode 0600) when SECRET_KEY is unset.
 SECRET_KEY_FILE = env.path("SECRET_KEY_FILE", default=BASE_DIR / "var" / "secret_key")

@@ -38,6 +38,10 @@ logger = logging.getLogger(__name__)
 HIT, MISS = "HIT", "MISS"
 # Fields that never change an answer: the stream framing is rebuilt, `user` is only a label.
 UNKEYED_FIELDS = ("stream", "stream_options", "user")
+# Response headers that belong to the answer, kept with it and replayed on a hit (under this key
+# of the stored object, which is never sent as such).
+REPLAYED_HEADERS = ("X-Schema-Relaxed",)
+HEADERS_KEY = "_llmservice_headers"
 
 
 @dataclass
@@ -267,6 +271,7 @@ def _mark(response: HttpResponse, outcome: str) -> HttpResponse:
 def _hit_response(entry: Entry, *, stream: bool, include_usage: bool, endpoint: str) -> HttpResponse:
     prefix = "chatcmpl" if endpoint == "chat" else "cmpl"
     payload = {**entry.response, "id": f"{prefix}-{uuid.uuid4().hex[:24]}", "created": int(time.time())}
+    headers = payload.pop(HEADERS_KEY, None) or {}
     if stream:
         response = StreamingHttpResponse(replay_sse(payload, endpoint=endpoint, include_usage=include_usage),
                                          content_type="text/event-stream")
@@ -274,6 +279,8 @@ def _hit_response(entry: Entry, *, stream: bool, include_usage: bool, endpoint: 
         response["X-Accel-Buffering"] = "no"
     else:
         response = HttpResponse(json.dumps(payload), content_type="application/json")
+    for name, value in headers.items():
+        response[name] = value
     return _mark(response, HIT)
 
 
@@ -326,7 +333,11 @@ async def cached_call(
             if not leader.done():
                 leader.set_result(None)
 
+    kept_headers: dict[str, str] = {}  # the answer's own headers, stored with it
+
     async def store(response_obj: dict) -> None:
+        if kept_headers:
+            response_obj = {**response_obj, HEADERS_KEY: kept_headers}
         fingerprint = response_obj.get("system_fingerprint")
         if fingerprint and fingerprint != f"fp_{spec.config_key}":
             logger.info("%s: tier edited while answering; answer not cached", tier.name)
@@ -343,6 +354,7 @@ async def cached_call(
     except BaseException:
         release()
         raise
+    kept_headers.update((name, response[name]) for name in REPLAYED_HEADERS if name in response)
     if not isinstance(response, StreamingHttpResponse):
         try:
             if response.status_code == 200 and not uncacheable(response):  # cut short by its deadline: never stored

@@ -1,8 +1,10 @@
 """GGUF models through llama-cpp-python: the chat template from the GGUF, our own decode loop.
 
-We drive `Llama.generate()` (the engine's sampler chain, KV prefix reuse, grammar) and do the
-text side ourselves (`TextAssembler`): O(1) per token, exact stop strings, logprobs without
-`logits_all`, and a cancellation check between every two tokens.
+We drive `Llama.generate()` (the engine's sampler chain, KV prefix reuse) and do the text side
+ourselves (`TextAssembler`): O(1) per token, exact stop strings, logprobs without `logits_all`,
+and a cancellation check between every two tokens. Structured output and tool calls are
+llguidance matchers (`inference.constraints`) masking the logits, as the last logits processor
+before the engine's samplers; the tokenizer they need is built once, at load.
 """
 
 from __future__ import annotations
@@ -15,17 +17,20 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from llmservice.errors import ContextLengthExceeded, InvalidRequest, ModelUnavailable, UnsupportedParameter
+from django.conf import settings
 
+from llmservice.errors import ContextLengthExceeded, InternalError, InvalidRequest, ModelUnavailable
+
+from ..constraints import CompileLimits, ConstraintCompiler, DuplicateCallGuard, Matcher, ToolCalls, detect_tool_format
+from ..constraints.tool_formats import GENERIC
 from ..decoding import TextAssembler
 from ..events import Delta, Event, Finished, Started, TokenLogprob
 from ..gguf import gguf_problem
-from ..grammar import json_gbnf
-from ..params import Constraint, GenerationRequest, JsonOutput, ModelSpec, SamplingParams
-from ..tools import tool_gbnf
+from ..params import GenerationRequest, ModelSpec, SamplingParams
 
 logger = logging.getLogger(__name__)
 
+UNPREPARED = "A constrained request reached the model without its compiled constraint."
 # Named chat formats a tier may force instead of the GGUF's own template.
 CHAT_FORMATS = ("chatml", "llama-2", "llama-3", "mistral-instruct", "gemma", "qwen", "zephyr")
 
@@ -57,6 +62,11 @@ class LlamaCppBackend:
         self._n_ctx = llama.n_ctx()
         self._piece_buf = ctypes.create_string_buffer(64)
         self._formatter, self._stop_token_ids = self._chat_formatter(spec.load.get("chat_format"))
+        template = None if spec.load.get("chat_format") else llama.metadata.get("tokenizer.chat_template")
+        self.tool_format = detect_tool_format(template) if template else GENERIC
+        self.constraint_compiler = ConstraintCompiler(
+            self._constraint_tokenizer(), n_vocab=llama.n_vocab(), tool_format=self.tool_format, limits=compile_limits()
+        )
 
     # --- Backend protocol -----------------------------------------------------------------
     @classmethod
@@ -105,6 +115,9 @@ class LlamaCppBackend:
     def generate(
         self, request: GenerationRequest, should_stop: Callable[[], bool]
     ) -> Iterator[Event]:
+        compiled = request.compiled
+        if request.constraint is not None and compiled is None:
+            raise InternalError(UNPREPARED)
         tokens, stops, param, echo = self._prompt(request)
         if len(tokens) >= self._n_ctx:
             raise ContextLengthExceeded(
@@ -113,26 +126,21 @@ class LlamaCppBackend:
                 param=param,
             )
         processors, recorder = self._logits_processors(request.sampling)
-        grammar = self._grammar(request.constraint)
-        yield Started(prompt_tokens=len(tokens), echo=echo)
-        yield from self._decode(tokens, request.sampling, stops, processors, recorder, should_stop, grammar)
+        constraint = None
+        if compiled is not None:
+            constraint = _Constraint(compiled.matcher(), compiled.guard(), compiled.preserved_tokens)
+            processors = [*(processors or []), constraint.mask]  # last: what it allows is final
+        relaxed = tuple(str(r) for r in compiled.relaxed) if compiled else ()
+        yield Started(prompt_tokens=len(tokens), echo=echo, tool_format=self.tool_format.name, relaxed=relaxed)
+        yield from self._decode(tokens, request.sampling, stops, processors, recorder, should_stop, constraint)
 
-    def _grammar(self, constraint: Constraint | None):
-        """The constraint as a llama.cpp grammar, parsed once here so a bad one is a 400, not a crash."""
-        if constraint is None:
-            return None
-        from llama_cpp import LlamaGrammar
+    def _constraint_tokenizer(self):
+        """llguidance's view of the vocabulary; every end-of-generation token counts as its EOS."""
+        from llguidance.llamacpp import lltokenizer_from_vocab
 
-        if isinstance(constraint, JsonOutput):
-            text, param = json_gbnf(constraint.schema), "response_format"
-        else:
-            text, param = tool_gbnf(constraint), "tools"
-        probe = self._lib.llama_sampler_init_grammar(self._vocab, text.encode("utf-8"), b"root")
-        if not probe:
-            logger.error("llama.cpp rejected a generated grammar:\n%s", text)
-            raise UnsupportedParameter(f"The {param} constraint could not be compiled to a grammar.", param=param)
-        self._lib.llama_sampler_free(probe)
-        return LlamaGrammar.from_string(text)
+        lib, vocab = self._lib, self._vocab
+        eog = [t for t in range(lib.llama_vocab_n_tokens(vocab)) if lib.llama_vocab_is_eog(vocab, t)]
+        return lltokenizer_from_vocab(vocab, eos_token=eog or None)
 
     # --- prompt ---------------------------------------------------------------------------
     def _chat_formatter(self, chat_format: str | None):
@@ -158,8 +166,10 @@ class LlamaCppBackend:
     def _prompt(self, request: GenerationRequest) -> tuple[list[int], list[str], str, str | None]:
         stops = list(request.sampling.stop)
         if request.messages is not None:
+            calls = request.constraint if isinstance(request.constraint, ToolCalls) else None
+            messages, tools = self.tool_format.render(request.messages, calls)
             try:
-                result = self._formatter(messages=[m.as_template_dict() for m in request.messages])
+                result = self._formatter(messages=messages, tools=tools)
             except Exception as exc:  # the template's own raise_exception(), or a Jinja error
                 raise InvalidRequest(
                     f"The model's chat template rejected these messages: {exc}", param="messages"
@@ -190,7 +200,7 @@ class LlamaCppBackend:
         processors: list | None,
         recorder: "_LogprobRecorder | None",
         should_stop: Callable[[], bool],
-        grammar: Any = None,
+        constraint: "_Constraint | None" = None,
     ) -> Iterator[Event]:
         llama, lib = self._llama, self._lib
         budget = self._n_ctx - len(tokens)
@@ -198,6 +208,9 @@ class LlamaCppBackend:
             budget = min(budget, sampling.max_tokens)
         llama.set_seed(sampling.seed if sampling.seed is not None else random.getrandbits(32))
         assembler: TextAssembler[TokenLogprob] = TextAssembler(stops)
+        matcher = constraint.matcher if constraint else None
+        guard = constraint.guard if constraint else None
+        preserved = constraint.preserved if constraint else frozenset()
         count, reason = 0, "length"
         generator = llama.generate(
             tokens,
@@ -209,24 +222,27 @@ class LlamaCppBackend:
             frequency_penalty=sampling.frequency_penalty,
             presence_penalty=sampling.presence_penalty,
             logits_processor=processors,
-            grammar=grammar,
         )
         try:
             for token in generator:
                 if should_stop():
                     reason = "cancelled"
                     break
+                if matcher is not None and not matcher.consume(token):
+                    raise matcher.failure()
                 if token in self._stop_token_ids or lib.llama_vocab_is_eog(self._vocab, token):
                     reason = "stop"
                     break
                 count += 1
-                piece = self._piece(token)
+                piece = self._piece(token, token in preserved)
                 logprob = recorder.entry(token, piece) if recorder else None
                 text, released = assembler.feed(piece, logprob)
-                if text or released:
-                    yield Delta(text, released or None)
-                if assembler.stopped:
+                yield from _deltas(text, released, guard)
+                if assembler.stopped or (guard is not None and guard.stopped):
                     reason = "stop"
+                    break
+                if matcher is not None and matcher.is_stopped():
+                    reason = "stop"  # the output is complete: nothing but the end may follow
                     break
                 if count >= budget:
                     break
@@ -234,16 +250,16 @@ class LlamaCppBackend:
             generator.close()
         if reason != "cancelled":
             text, released = assembler.flush()
-            if text or released:
-                yield Delta(text, released or None)
+            yield from _deltas(text, released, guard, final=True)
         yield Finished(reason=reason, prompt_tokens=len(tokens), completion_tokens=count)
 
-    def _piece(self, token: int) -> bytes:
+    def _piece(self, token: int, special: bool = False) -> bytes:
+        """The token's text; a special token's only when `special` (a tool-call marker)."""
         buf = self._piece_buf
-        n = self._lib.llama_token_to_piece(self._vocab, token, buf, len(buf), 0, False)
+        n = self._lib.llama_token_to_piece(self._vocab, token, buf, len(buf), 0, special)
         if n < 0:
             self._piece_buf = buf = ctypes.create_string_buffer(-n)
-            n = self._lib.llama_token_to_piece(self._vocab, token, buf, len(buf), 0, False)
+            n = self._lib.llama_token_to_piece(self._vocab, token, buf, len(buf), 0, special)
         return buf.raw[:n]
 
     def _logits_processors(self, sampling: SamplingParams):
@@ -255,6 +271,42 @@ class LlamaCppBackend:
         if sampling.logit_bias:
             processors.append(_logit_bias(sampling.logit_bias, self._llama.n_vocab()))
         return (processors or None), recorder
+
+
+def compile_limits() -> CompileLimits:
+    """The constraint compiler's bounds, from the STRUCTURED_* settings."""
+    return CompileLimits(
+        max_bytes=settings.STRUCTURED_MAX_CONSTRAINT_BYTES,
+        max_grammar_size=settings.STRUCTURED_MAX_GRAMMAR_SIZE,
+        initial_fuel=settings.STRUCTURED_INITIAL_FUEL,
+        step_fuel=settings.STRUCTURED_STEP_FUEL,
+        max_lexer_states=settings.STRUCTURED_MAX_LEXER_STATES,
+        cache_size=settings.STRUCTURED_CACHE_SIZE,
+        threads=settings.STRUCTURED_COMPILE_THREADS,
+    )
+
+
+class _Constraint:
+    """One sequence's constraint in this loop: its matcher (as a logits processor), its guard."""
+
+    __slots__ = ("matcher", "guard", "preserved")
+
+    def __init__(self, matcher: Matcher, guard: DuplicateCallGuard | None, preserved: frozenset[int]):
+        self.matcher = matcher
+        self.guard = guard
+        self.preserved = preserved
+
+    def mask(self, input_ids, scores):
+        # Called by llama.cpp's sampler through ctypes: it must not raise (a failure masks all but
+        # the end, and the loop reports it when the token comes back).
+        return self.matcher.apply(scores)
+
+
+def _deltas(text: str, released: list, guard: DuplicateCallGuard | None, final: bool = False) -> Iterator[Delta]:
+    pieces = [(text, released)] if guard is None else guard.feed(text, released) + (guard.flush() if final else [])
+    for piece, logprobs in pieces:
+        if piece or logprobs:
+            yield Delta(piece, logprobs or None)
 
 
 def _logit_bias(bias: dict[int, float], n_vocab: int):

@@ -10,11 +10,18 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import Field
 
 from inference.params import ChatMessage, GenerationRequest, ModelSpec
-from inference.tools import tool_messages
 from llmservice.errors import InvalidRequest
 
 from .common import SamplingExtensions, StreamOptions, StrictModel, refuse, sampling_from
-from .structured import FunctionTool, ResponseFormat, ToolChoice, check_combination, json_output, tool_use
+from .structured import (
+    FunctionTool,
+    ResponseFormat,
+    StructuredOutputExtensions,
+    ToolChoice,
+    json_output,
+    one_constraint,
+    tool_use,
+)
 
 
 # --- message content parts ---------------------------------------------------------------------
@@ -90,8 +97,8 @@ Message = Annotated[
 ]
 
 
-class ChatCompletionRequest(SamplingExtensions):
-    """POST /v1/chat/completions"""
+class ChatCompletionRequest(SamplingExtensions, StructuredOutputExtensions):
+    """POST /v1/chat/completions (the extensions' fields are in their base classes)"""
 
     messages: list[Message] = Field(..., min_length=1)
     model: str
@@ -138,10 +145,16 @@ class ChatCompletionRequest(SamplingExtensions):
             max_tokens=self.max_completion_tokens or self.max_tokens,
             extra=[("logprobs", bool(self.logprobs)), ("top_logprobs", self.top_logprobs or 0)],
         )
-        json, tools = json_output(self.response_format), tool_use(self.tools, self.tool_choice, self.parallel_tool_calls)
-        check_combination(json=json, tools=tools, response_format=self.response_format, stop=self.stop)
-        messages = tool_messages((_flatten(m, i) for i, m in enumerate(self.messages)), tools)
-        return GenerationRequest(sampling=sampling, messages=messages, constraint=json or tools, n=self.n or 1)
+        constraint = one_constraint(
+            [
+                ("tools", tool_use(self.tools, self.tool_choice, self.parallel_tool_calls)),
+                ("response_format", json_output(self.response_format)),
+                *self.extension_constraints(),
+            ],
+            stop=self.stop,
+        )
+        messages = tuple(_flatten(m, i) for i, m in enumerate(self.messages))
+        return GenerationRequest(sampling=sampling, messages=messages, constraint=constraint, n=self.n or 1)
 
     def _refuse_unsupported(self) -> None:
         for param in ("audio", "prediction", "reasoning_effort", "web_search_options", "functions", "function_call"):

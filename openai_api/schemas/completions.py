@@ -14,7 +14,7 @@ from inference.params import GenerationRequest, ModelSpec
 from llmservice.errors import InvalidRequest
 
 from .common import SamplingExtensions, StreamOptions, refuse, sampling_from
-from .structured import ResponseFormat, check_combination, json_output
+from .structured import ResponseFormat, StructuredOutputExtensions, json_output, one_constraint
 
 OPENAI_DEFAULT_MAX_TOKENS = 16  # the completions endpoint's documented default
 EMPTY_PROMPT = "'prompt' must not be empty: send at least one character or token."
@@ -25,8 +25,8 @@ TOO_MANY_GENERATIONS = (
 )
 
 
-class CompletionRequest(SamplingExtensions):
-    """POST /v1/completions"""
+class CompletionRequest(SamplingExtensions, StructuredOutputExtensions):
+    """POST /v1/completions (the extensions' fields are in their base classes)"""
 
     model: str
     prompt: str | list[str] | list[int] | list[list[int]]
@@ -81,10 +81,11 @@ class CompletionRequest(SamplingExtensions):
             max_tokens=self.max_tokens,
             extra=[("logprobs", self.logprobs is not None), ("top_logprobs", self.logprobs or 0)],
         )
-        json = json_output(self.response_format)
-        check_combination(json=json, tools=None, response_format=self.response_format, stop=self.stop)
-        if json is not None and self.echo:
-            raise refuse("echo", " together with response_format (the prompt is not part of the JSON)")
+        constraint = one_constraint(
+            [("response_format", json_output(self.response_format)), *self.extension_constraints()], stop=self.stop
+        )
+        if constraint is not None and self.echo:
+            raise refuse("echo", " together with an output constraint (the prompt is not part of the output)")
         prompts, n = self.prompts(), self.n or 1
         if len(prompts) * n > settings.COMPLETIONS_MAX_GENERATIONS:
             raise InvalidRequest(
@@ -93,4 +94,4 @@ class CompletionRequest(SamplingExtensions):
                 ),
                 param="n" if len(prompts) == 1 else "prompt",
             )
-        return [GenerationRequest(sampling=sampling, prompt=p, echo=bool(self.echo), constraint=json, n=n) for p in prompts]
+        return [GenerationRequest(sampling=sampling, prompt=p, echo=bool(self.echo), constraint=constraint, n=n) for p in prompts]

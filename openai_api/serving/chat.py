@@ -11,8 +11,9 @@ from typing import AsyncIterator
 
 from django.http import HttpResponse
 
+from inference.constraints import ToolCalls
 from inference.events import Delta, Finished
-from inference.params import ModelSpec, ToolUse
+from inference.params import ModelSpec
 from llmservice.errors import ServiceError
 from registry.selectors import tier_spec_aget
 
@@ -35,6 +36,7 @@ from .common import (
     sse_error,
     sse_response,
     usage,
+    with_relaxed,
 )
 from .tool_calls import ToolCallDeltas, chat_message, finish_reason
 
@@ -44,14 +46,14 @@ async def chat_completion(body: ChatCompletionRequest, *, spec: ModelSpec | None
     spec = spec or await tier_spec_aget(model=body.model)
     require_kind(spec, "chat", "chat completions")
     request = body.to_generation(spec)
-    use = request.constraint if isinstance(request.constraint, ToolUse) else None
+    calls = request.constraint if isinstance(request.constraint, ToolCalls) else None
     stream = bool(body.stream)
     outcome = Outcome()
     generation = await open_generation(spec, request, stream=stream, deadline=deadline(), outcome=outcome)
     ident, created = new_id("chatcmpl"), now()
     if stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        response = sse_response(_stream(spec, generation, ident, created, include_usage, use))
+        response = with_relaxed(sse_response(_stream(spec, generation, ident, created, include_usage, calls)), generation)
         response.outcome = outcome
         return response
     outputs = await generation.collect()
@@ -59,7 +61,7 @@ async def chat_completion(body: ChatCompletionRequest, *, spec: ModelSpec | None
         raise deadline_error()
     shaped = []
     for c in outputs:
-        message, called = chat_message("".join(c.text), use)
+        message, called = chat_message("".join(c.text), calls, generation.started.tool_format)
         shaped.append(
             {
                 "index": c.index,
@@ -68,13 +70,12 @@ async def chat_completion(body: ChatCompletionRequest, *, spec: ModelSpec | None
                 "finish_reason": finish_reason(c.finish_reason, called),
             }
         )
-    response = json_response(
-        {
-            **envelope(ident, "chat.completion", created, spec),
-            "choices": shaped,
-            "usage": usage(generation.started.prompt_tokens, sum(c.completion_tokens for c in outputs)),
-        }
-    )
+    payload = {
+        **envelope(ident, "chat.completion", created, spec),
+        "choices": shaped,
+        "usage": usage(generation.started.prompt_tokens, sum(c.completion_tokens for c in outputs)),
+    }
+    response = with_relaxed(json_response(payload), generation)
     response.outcome = outcome
     return response
 
@@ -85,7 +86,7 @@ async def _stream(
     ident: str,
     created: int,
     include_usage: bool,
-    use: ToolUse | None,
+    calls: ToolCalls | None,
 ) -> AsyncIterator[bytes]:
     base = envelope(ident, "chat.completion.chunk", created, spec)
     if include_usage:
@@ -96,7 +97,8 @@ async def _stream(
             {**base, "choices": [{"index": index, "delta": delta, "logprobs": logprobs, "finish_reason": finish_reason}]}
         )
 
-    calls = [ToolCallDeltas(use) if use is not None else None for _ in range(generation.n)]
+    tool_format = generation.started.tool_format
+    parsers = [ToolCallDeltas(calls, tool_format) if calls is not None else None for _ in range(generation.n)]
     opened = [False] * generation.n
     produced = False  # any text yet, in any choice
     completion_tokens = 0
@@ -105,7 +107,7 @@ async def _stream(
             async for event in generation.events:
                 if not isinstance(event, (Delta, Finished)):
                     continue
-                index, parser = event.index, calls[event.index]
+                index, parser = event.index, parsers[event.index]
                 if not opened[index]:
                     opened[index] = True
                     yield chunk(index, parser.first_delta if parser else {"role": "assistant", "content": ""})

@@ -23,6 +23,8 @@ from ..errors import error_body
 from ..request_record import new_generation_stats, note_tier
 
 SSE_DONE = b"data: [DONE]\n\n"
+RELAXED_HEADER = "X-Schema-Relaxed"  # what a non-strict schema was not held to (the cache replays it)
+RELAXED_HEADER_MAX = 2000  # characters; a longer list is cut, saying how many more there were
 WRONG_KIND = "The model '{model}' is a {kind} model; it does not serve {endpoint}."
 
 
@@ -172,6 +174,18 @@ async def _observed(events: AsyncIterator[Event], outcome: Outcome) -> AsyncIter
                 if event.reason == "timeout":
                     outcome.timed_out = True
             yield event
+
+
+def with_relaxed(response: HttpResponse, generation: "Generation") -> HttpResponse:
+    """Name, in a header, the schema keywords this answer was not held to (non-strict schemas)."""
+    relaxed = generation.started.relaxed
+    if relaxed:
+        value = ", ".join(relaxed)
+        if len(value) > RELAXED_HEADER_MAX:
+            kept = value[:RELAXED_HEADER_MAX].rsplit(", ", 1)[0]
+            value = f"{kept}, ... ({len(relaxed) - kept.count(', ') - 1} more)"
+        response[RELAXED_HEADER] = value
+    return response
 
 
 def usage(prompt_tokens: int, completion_tokens: int) -> dict:

@@ -35,6 +35,7 @@ from .common import (
     sse_error,
     sse_response,
     usage,
+    with_relaxed,
 )
 
 
@@ -50,7 +51,9 @@ async def completion(body: CompletionRequest, *, spec: ModelSpec | None = None) 
     want_logprobs = body.logprobs is not None
     if stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        response = sse_response(_stream(spec, first, requests, ident, created, include_usage, want_logprobs, ends, outcome))
+        response = with_relaxed(
+            sse_response(_stream(spec, first, requests, ident, created, include_usage, want_logprobs, ends, outcome)), first
+        )
         response.outcome = outcome
         return response
     choices = []
@@ -76,13 +79,12 @@ async def completion(body: CompletionRequest, *, spec: ModelSpec | None = None) 
             )
     if outcome.timed_out and not any(c["text"] for c in choices):
         raise deadline_error()
-    response = json_response(
-        {
-            **envelope(ident, "text_completion", created, spec),
-            "choices": choices,
-            "usage": usage(prompt_tokens, completion_tokens),
-        }
-    )
+    payload = {
+        **envelope(ident, "text_completion", created, spec),
+        "choices": choices,
+        "usage": usage(prompt_tokens, completion_tokens),
+    }
+    response = with_relaxed(json_response(payload), first)
     response.outcome = outcome
     return response
 

@@ -1,5 +1,8 @@
 """A tool-using answer shaped as OpenAI `message.tool_calls`, whole or as streamed deltas.
 
+How the model wrote its calls is its tool format's business (`inference.constraints`); the
+format is the one the loaded model reported on `Started`, never a guess.
+
 https://platform.openai.com/docs/api-reference/chat/object#chat/object-choices
 https://platform.openai.com/docs/api-reference/chat-streaming/streaming
 """
@@ -8,8 +11,7 @@ from __future__ import annotations
 
 import uuid
 
-from inference.params import ToolUse
-from inference.tools import ArgumentsPiece, CallStart, TextPiece, ToolCallParser, parse_answer
+from inference.constraints import ArgumentsPiece, CallStart, TextPiece, ToolCalls, tool_format
 
 
 def call_id() -> str:
@@ -21,18 +23,18 @@ def finish_reason(reason: str, called: bool) -> str:
     return "tool_calls" if called and reason == "stop" else reason
 
 
-def chat_message(text: str, use: ToolUse | None) -> tuple[dict, bool]:
+def chat_message(text: str, calls: ToolCalls | None, format_name: str | None) -> tuple[dict, bool]:
     """The assistant message for a whole answer, and whether it called tools."""
-    if use is None:
+    if calls is None:
         return {"role": "assistant", "content": text, "refusal": None}, False
-    answer = parse_answer(text, use.choice)
+    answer = tool_format(format_name).parse(text, calls.choice)
     if not answer.calls and answer.content is not None:
         return {"role": "assistant", "content": answer.content, "refusal": None}, False
-    calls = [
+    shaped = [
         {"id": call_id(), "type": "function", "function": {"name": name, "arguments": arguments}}
         for name, arguments in answer.calls
     ]
-    return {"role": "assistant", "content": None, "refusal": None, "tool_calls": calls}, True
+    return {"role": "assistant", "content": None, "refusal": None, "tool_calls": shaped}, True
 
 
 class ToolCallDeltas:
@@ -42,8 +44,8 @@ class ToolCallDeltas:
     following ones carry pieces of its arguments.
     """
 
-    def __init__(self, use: ToolUse):
-        self._parser = ToolCallParser(use.choice)
+    def __init__(self, calls: ToolCalls, format_name: str | None):
+        self._parser = tool_format(format_name).parser(calls.choice)
         self.called = False
 
     def feed(self, text: str) -> list[dict]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import json
 import re
 import shutil
 import subprocess
@@ -74,9 +75,12 @@ def test_curl_examples_run(llm_server, index):
     command = on(llm_server, blocks("bash")[index])
     out = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0
-    if '"minimum"' in command:
-        assert '"unsupported_parameter"' in out.stdout
+    if '"strict": true' in command:
+        assert '"unsupported_parameter"' in out.stdout and "'uniqueItems' at #/properties/tags" in out.stdout
     elif '"stream": true' in command:
         assert '"tool_calls"' in out.stdout and "data: [DONE]" in out.stdout
     else:
         assert '"chat.completion"' in out.stdout
+        if '"regex"' in command:
+            content = json.loads(out.stdout)["choices"][0]["message"]["content"]
+            assert re.fullmatch(r"[A-Z]{2}-[0-9]{3}-[A-Z]{2}", content), content
