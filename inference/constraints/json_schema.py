@@ -114,7 +114,8 @@ def _normalized(schema: dict, param: str) -> dict:
     while stack:
         node, parent, key, depth, where = stack.pop()
         if depth > MAX_DEPTH:
-            raise InvalidRequest(TOO_DEEP.format(limit=MAX_DEPTH, where=where), param=param)
+            shown = where if len(where) <= 80 else where[:80] + "..."
+            raise InvalidRequest(TOO_DEEP.format(limit=MAX_DEPTH, where=shown), param=param)
         if isinstance(node, dict):
             copy: Any = dict.fromkeys(node)  # keys in the client's order: it is the output's order
             for k, v in node.items():

@@ -41,7 +41,10 @@ def answer(text: str) -> bool:
 # (extra_body, a check of the output text)
 CASES = {
     "structured_outputs.json": ({"structured_outputs": {"json": PERSON}}, person),
-    "structured_outputs.json_object": ({"structured_outputs": {"json_object": True}}, lambda t: isinstance(json.loads(t), dict)),
+    "structured_outputs.json_object": (
+        {"structured_outputs": {"json_object": True}, "messages": [{"role": "user", "content": 'Reply {"ok": true} in JSON.'}]},
+        lambda t: isinstance(json.loads(t), dict),
+    ),
     "structured_outputs.regex": ({"structured_outputs": {"regex": PLATE}}, plate),
     "structured_outputs.choice": ({"structured_outputs": {"choice": ["red", "green", "blue"]}}, lambda t: t in ("red", "green", "blue")),
     "structured_outputs.grammar (Lark)": ({"structured_outputs": {"grammar": LARK}}, answer),
@@ -62,9 +65,9 @@ def client(llm_server):
 @pytest.mark.parametrize("case", list(CASES))
 def test_chat_extensions(client, case):
     extra, check = CASES[case]
-    reply = client.chat.completions.create(
-        model="light", messages=[{"role": "user", "content": "Answer."}], temperature=0, max_tokens=80, extra_body=extra
-    )
+    messages = extra.get("messages", [{"role": "user", "content": "Answer."}])
+    extra = {k: v for k, v in extra.items() if k != "messages"}
+    reply = client.chat.completions.create(model="light", messages=messages, temperature=0, max_tokens=80, extra_body=extra)
     assert reply.choices[0].finish_reason == "stop"
     text = reply.choices[0].message.content
     assert check(text), text
@@ -84,7 +87,7 @@ def test_completions_extensions_streamed(client, case):
     "body, param",
     [
         ({"structured_outputs": {"regex": "a+", "choice": ["a"]}}, "structured_outputs.choice"),
-        ({"guided_regex": "a+", "guided_json": PERSON}, "guided_json"),
+        ({"guided_regex": "a+", "guided_json": PERSON}, "guided_regex"),  # named in a fixed order
         ({"response_format": {"type": "json_object"}, "guided_regex": "a+"}, "guided_regex"),
         ({"structured_outputs": {"json": PERSON}, "guided_choice": ["a"]}, "guided_choice"),
         ({"guided_choice": ["a"], "stop": ["x"]}, "stop"),

@@ -58,7 +58,7 @@ def ask(server, schema: dict, timeout: float = 300) -> httpx.Response:
 
 def _depth(schema: dict) -> int:
     depth = 0
-    while isinstance(schema, dict) and "properties" in schema:
+    while isinstance(schema, dict) and "a" in schema.get("properties", {}):
         schema, depth = schema["properties"]["a"], depth + 1
     return depth
 
