@@ -21,7 +21,7 @@ import django  # noqa: E402
 
 django.setup()
 
-from inference import batching  # noqa: E402
+from inference.engines import forward_pass  # noqa: E402
 from inference.bundled import minilm_dir  # noqa: E402
 from inference.manager import get_manager  # noqa: E402
 from inference.params import ModelSpec  # noqa: E402
@@ -43,7 +43,7 @@ async def main(requests: int, rounds: int) -> None:
     await burst(spec, 8)  # warm-up
     results = {}
     for label, max_jobs in (("one by one", 1), ("batched", 64)):
-        batching.MAX_JOBS_PER_BATCH = max_jobs
+        forward_pass.MAX_JOBS_PER_BATCH = max_jobs
         results[label] = max([await burst(spec, requests) for _ in range(rounds)])
         print(f"{label:>10}: {results[label]:7.1f} requests/s ({requests} concurrent, best of {rounds})")
     print(f"     ratio: {results['batched'] / results['one by one']:.2f}x")

@@ -22,3 +22,28 @@ def embedding_settings(app_configs=None, **kwargs):
         if getattr(settings, name) < 1:
             errors.append(Error(f"{name} must be at least 1.", id="inference.E002"))
     return errors
+
+
+@register()
+def backend_registry(app_configs=None, **kwargs):
+    """inference.E003: every INFERENCE_BACKENDS entry imports and implements the engine contract."""
+    from pydantic import BaseModel
+
+    from llmservice.errors import ModelUnavailable
+
+    from .backends import backend_engines, backend_names
+
+    errors = []
+    for name in backend_names():
+        try:
+            engines = backend_engines(name)
+        except ModelUnavailable as exc:
+            errors.append(Error(exc.message, hint="Fix settings.INFERENCE_BACKENDS.", id="inference.E003"))
+            continue
+        for engine in engines:
+            if not engine.kinds or not (isinstance(engine.options, type) and issubclass(engine.options, BaseModel)):
+                errors.append(
+                    Error(f"Backend '{name}': {engine.__name__} must declare its kinds and a pydantic options model.",
+                          id="inference.E003")
+                )
+    return errors

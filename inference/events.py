@@ -1,9 +1,9 @@
-"""What a backend yields while generating; these cross from the owner thread to the event loop."""
+"""What an engine emits for a job; these cross from the owner thread to the event loop."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 # "timeout": stopped at the request's deadline (shown to clients as "length", never cached).
 FinishReason = Literal["stop", "length", "cancelled", "timeout"]
@@ -56,4 +56,11 @@ class Failed:
     error: BaseException
 
 
-Event = Started | Delta | Finished | Failed
+@dataclass(frozen=True, slots=True)
+class Result:
+    """The whole answer of a request that is not streamed (an embedding or rerank result)."""
+
+    value: Any
+
+
+Event = Started | Delta | Finished | Failed | Result

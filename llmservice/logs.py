@@ -2,7 +2,7 @@
 
 The request id lives in a context variable: the access middleware (openai_api/access_log.py) sets it
 for the request's task, asyncio and asgiref copy it into tasks and `sync_to_async` threads, and
-a model's owner thread sets it around each job it serves (inference/manager.py), since a thread
+a model's owner thread sets it around each job it serves (inference/scheduler.py), since a thread
 hand-over does not carry context by itself.
 """
 

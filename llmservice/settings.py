@@ -87,20 +87,22 @@ HOST = env.str("HOST", default="127.0.0.1")  # address `manage.py serve` binds
 PORT = env.int("PORT", default=8000)  # port `manage.py serve` binds
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO").upper()  # DEBUG, INFO, WARNING or ERROR
 
-# --- Model loading (global; each tier may override) ---------------------------------------
+# --- Model loading (global; fill the load options a tier leaves unset) ----------------------
 N_CTX = env.int("N_CTX", default=2048)  # context window in tokens
 N_GPU_LAYERS = env.int("N_GPU_LAYERS", default=0)  # layers offloaded to a GPU (-1: all)
 N_THREADS = env.int("N_THREADS", default=0)  # CPU threads per model (0: llama.cpp's choice)
 N_BATCH = env.int("N_BATCH", default=512)  # prompt tokens evaluated per batch
 TIER_NAMES = env.list("TIER_NAMES", default=["light", "medium", "heavy", "embed", "rerank"])  # tiers seeded from <NAME>_* variables
 
-# Backend name -> dotted path of its class; tests add fakes here.
+# A tier's `backend` -> dotted path of its engine class, or a list of them (one per tier kind).
+# Each engine declares the kinds it serves and its load options (inference/engines/base.py);
+# tests add fakes here.
 INFERENCE_BACKENDS = {
-    "llamacpp": "inference.backends.llamacpp.LlamaCppBackend",
-    "sentence_transformers": "inference.backends.embeddings.SentenceTransformerBackend",
-    "bge_m3": "inference.backends.embeddings.BGEM3Backend",
-    "cross_encoder": "inference.backends.rerankers.CrossEncoderBackend",
-    "flag_reranker": "inference.backends.rerankers.FlagRerankerBackend",
+    "llamacpp": "inference.backends.llamacpp.LlamaCppEngine",
+    "sentence_transformers": "inference.backends.embeddings.SentenceTransformerEngine",
+    "bge_m3": "inference.backends.embeddings.BGEM3Engine",
+    "cross_encoder": "inference.backends.rerankers.CrossEncoderEngine",
+    "flag_reranker": "inference.backends.rerankers.FlagRerankerEngine",
 }
 
 # --- Response cache (openai_api/cache.py) --------------------------------------------------

@@ -4,9 +4,8 @@ https://docs.vllm.ai/en/latest/design/metrics.html
 
 Request metrics are updated once per request when it ends (`observe_request`, from the access
 middleware): nothing here runs per token. Model, cache and server gauges are read at scrape time
-by `ServiceCollector` from `model_gauges()`, today an adapter over the manager's worker status;
-an engine with a scheduler (queue depth, running sequences, KV cache usage) only has to change
-that function.
+by `ServiceCollector` from `model_gauges()`, an adapter over each tier's `TierStatus`
+(inference/status.py: the scheduler's counts and its engine's stats, KV cache use included).
 """
 
 from __future__ import annotations
@@ -99,20 +98,21 @@ class ModelGauges:
     tier: str
     loaded: bool
     load_seconds: float | None
-    running: int  # requests being generated now
+    running: int  # requests being served now
     waiting: int  # requests queued behind them
-    kv_cache_usage: float | None = None  # 0..1; None until an engine reports it
+    kv_cache_usage: float | None = None  # 0..1; None for an engine without a KV cache
 
 
 def model_gauges() -> list[ModelGauges]:
-    """The source of the model gauges: the manager's worker status (one request runs at a time)."""
+    """The source of the model gauges: each tier's `TierStatus`."""
     return [
         ModelGauges(
             tier=name,
-            loaded=status.state == "ready",
+            loaded=status.loaded,
             load_seconds=status.load_seconds,
-            running=status.in_flight - status.queued,
+            running=status.running,
             waiting=status.queued,
+            kv_cache_usage=status.kv_cache_usage,
         )
         for name, status in get_manager().status().items()
     ]

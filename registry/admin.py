@@ -9,41 +9,22 @@ import json
 import logging
 import time
 
-from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.utils.html import format_html
 
-from inference.backends.llamacpp import CHAT_FORMATS
 from inference.manager import get_manager
+from inference.status import TierStatus
 
 from .models import ApiKey, ApiKeyUsage, CachedResponse, Tier
-from .selectors import tier_problems, tier_spec
+from .selectors import tier_spec
 from .services import api_key_issue, api_key_revoke, cached_response_clear
+from .tier_form import option_fieldnames, tier_form
 
 logger = logging.getLogger(__name__)
 
 # Admin views run on Django's one sync thread: wait a little for the load, never for long.
 WARM_WAIT_SECONDS = 5
-
-
-class TierForm(forms.ModelForm):
-    chat_format = forms.ChoiceField(
-        required=False,
-        choices=[("", "From the GGUF (default)")] + [(f, f) for f in CHAT_FORMATS],
-    )
-
-    class Meta:
-        model = Tier
-        fields = "__all__"
-
-    def clean(self):
-        cleaned = super().clean()
-        if not self.errors:
-            candidate = Tier(**{f: cleaned.get(f) for f in ("name", "backend", "model_path", "chat_format", "kind")})
-            for problem in tier_problems(tier=candidate):
-                self.add_error("model_path", problem)
-        return cleaned
 
 
 def _ago(timestamp: float | None) -> str:
@@ -55,34 +36,54 @@ def _ago(timestamp: float | None) -> str:
 
 @admin.register(Tier)
 class TierAdmin(admin.ModelAdmin):
-    form = TierForm
     list_display = (
-        "name", "kind", "backend", "enabled", "cache_enabled", "state", "load_time", "requests_served", "last_used",
-        "model_path",
+        "name", "kind", "backend", "enabled", "cache_enabled", "state", "load_time", "activity", "kv_cache",
+        "requests_served", "last_used", "model_path",
     )
     list_filter = ("kind", "backend", "enabled", "cache_enabled")
     search_fields = ("name", "aliases", "model_path")
     actions = ("warm", "unload", "clear_cache")
     fieldsets = (
         (None, {"fields": ("name", "aliases", "kind", "backend", "model_path", "enabled", "cache_enabled", "description")}),
-        ("Load parameters (empty: the global setting)", {"fields": Tier.LOAD_FIELDS}),
         ("Default sampling (used only when a request omits the field)", {"fields": Tier.SAMPLING_FIELDS}),
         ("Admission (empty: QUEUE_MAX_WAITING / QUEUE_MAX_WAIT_SECONDS)", {"fields": Tier.ADMISSION_FIELDS}),
     )
 
+    # --- the form: the load options of the tier's backend (registry/tier_form.py) -------------------
+    def _form_class(self, request, obj):
+        """The form for the backend and kind being posted, else the tier's, else the defaults."""
+        defaults = {f: Tier._meta.get_field(f).get_default() for f in ("backend", "kind")}
+        source = request.POST if request.method == "POST" else {}
+        backend = source.get("backend") or (obj.backend if obj else defaults["backend"])
+        kind = source.get("kind") or (obj.kind if obj else defaults["kind"])
+        return tier_form(backend, kind), backend
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        kwargs["form"] = self._form_class(request, obj)[0]
+        return super().get_form(request, obj, change, **kwargs)
+
+    def get_fieldsets(self, request, obj=None):
+        form, backend = self._form_class(request, obj)
+        options = option_fieldnames(form)
+        if not options:
+            return self.fieldsets
+        title = f"Load options of the {backend} backend (empty: the global setting or the default)"
+        return (self.fieldsets[0], (title, {"fields": options}), *self.fieldsets[1:])
+
+    # --- live status (inference.status.TierStatus) ---------------------------------------------------
     def changelist_view(self, request, extra_context=None):
         self._status = get_manager().status()  # one snapshot per page, not one per column
         return super().changelist_view(request, extra_context)
 
-    def _worker(self, tier: Tier):
-        return getattr(self, "_status", {}).get(tier.name)
+    def _worker(self, tier: Tier) -> TierStatus:
+        return getattr(self, "_status", {}).get(tier.name) or TierStatus.unloaded(tier.name, tier.backend, tier.kind)
 
     @admin.display(description="State")
     def state(self, tier: Tier) -> str:
         status = self._worker(tier)
-        state = status.state if status else "unloaded"
+        state = status.state
         colour = {"ready": "#1a7f37", "failed": "#cf222e", "loading": "#9a6700", "retiring": "#9a6700"}.get(state, "#6e7781")
-        if status and state == "failed":  # why, and when the next load attempt is
+        if state == "failed":  # why, and when the next load attempt is
             retry = f"; next attempt in {max(0, int(status.retry_at - time.time()))}s" if status.retry_at else ""
             return format_html('<span class="tier-state" data-state="{}" style="color:{}" title="{}">{} ({}{})</span>',
                                state, colour, status.error or "", state, status.error or "", retry)
@@ -91,17 +92,26 @@ class TierAdmin(admin.ModelAdmin):
     @admin.display(description="Load time")
     def load_time(self, tier: Tier) -> str:
         status = self._worker(tier)
-        return f"{status.load_seconds:.2f}s" if status and status.load_seconds is not None else "-"
+        return f"{status.load_seconds:.2f}s" if status.load_seconds is not None else "-"
+
+    @admin.display(description="Running / queued")
+    def activity(self, tier: Tier) -> str:
+        status = self._worker(tier)
+        slots = f" of {status.slots}" if status.slots else ""
+        return f"{status.running}{slots} / {status.queued}"
+
+    @admin.display(description="KV cache")
+    def kv_cache(self, tier: Tier) -> str:
+        usage = self._worker(tier).kv_cache_usage
+        return "-" if usage is None else f"{usage:.0%}"
 
     @admin.display(description="Requests")
     def requests_served(self, tier: Tier) -> int:
-        status = self._worker(tier)
-        return status.requests if status else 0
+        return self._worker(tier).requests
 
     @admin.display(description="Last used")
     def last_used(self, tier: Tier) -> str:
-        status = self._worker(tier)
-        return _ago(status.last_used if status else None)
+        return _ago(self._worker(tier).last_used)
 
     @admin.action(description="Warm (load now)")
     def warm(self, request, queryset):

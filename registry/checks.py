@@ -8,6 +8,13 @@ from django.db import DatabaseError
 
 @register()
 def tier_models_loadable(app_configs=None, **kwargs):
+    """registry.W002: a tier's backend is not in INFERENCE_BACKENDS (or has no engine for its kind);
+    registry.W001: anything else that would stop its model from loading."""
+    from django.conf import settings
+
+    from inference.backends import engine_class
+    from llmservice.errors import ModelUnavailable
+
     from .models import Tier
     from .selectors import tier_problems
 
@@ -15,16 +22,31 @@ def tier_models_loadable(app_configs=None, **kwargs):
         tiers = list(Tier.objects.filter(enabled=True))
     except DatabaseError:  # not migrated yet: nothing to check
         return []
-    return [
-        Warning(
-            f"Tier '{tier.name}' cannot be loaded: {'; '.join(problems)}.",
-            hint="Fix its model path in the admin or the environment (then `manage.py sync_tiers --force`).",
-            obj=tier,
-            id="registry.W001",
-        )
-        for tier in tiers
-        if (problems := tier_problems(tier=tier))
-    ]
+    warnings = []
+    for tier in tiers:
+        try:
+            engine_class(tier.backend, tier.kind)
+        except ModelUnavailable as exc:
+            warnings.append(
+                Warning(
+                    f"Tier '{tier.name}': {exc.message}",
+                    hint=f"Choose one of {', '.join(settings.INFERENCE_BACKENDS)} in the admin, or register the "
+                    "backend in settings.INFERENCE_BACKENDS.",
+                    obj=tier,
+                    id="registry.W002",
+                )
+            )
+            continue
+        if problems := tier_problems(tier=tier):
+            warnings.append(
+                Warning(
+                    f"Tier '{tier.name}' cannot be loaded: {'; '.join(problems)}.",
+                    hint="Fix its model path or options in the admin or the environment (then `manage.py sync_tiers --force`).",
+                    obj=tier,
+                    id="registry.W001",
+                )
+            )
+    return warnings
 
 
 CACHE_POLICIES = ("deterministic", "all", "none")

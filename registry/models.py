@@ -12,19 +12,14 @@ class Tier(models.Model):
         EMBEDDING = "embedding", "Embedding model"
         RERANK = "rerank", "Reranker"
 
-    class Backend(models.TextChoices):
-        LLAMACPP = "llamacpp", "llama.cpp (GGUF)"
-        SENTENCE_TRANSFORMERS = "sentence_transformers", "sentence-transformers (embeddings)"
-        BGE_M3 = "bge_m3", "BGE-M3 via FlagEmbedding (dense + sparse + ColBERT embeddings)"
-        CROSS_ENCODER = "cross_encoder", "sentence-transformers CrossEncoder (rerank)"
-        FLAG_RERANKER = "flag_reranker", "FlagEmbedding FlagReranker (rerank)"
-
     name = models.SlugField(max_length=64, unique=True, help_text="The OpenAI `model` name clients use.")
     aliases = models.CharField(
         max_length=512, blank=True, help_text="Other names for this tier, comma-separated."
     )
     kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.CHAT)
-    backend = models.CharField(max_length=32, choices=Backend.choices, default=Backend.LLAMACPP)
+    backend = models.CharField(
+        max_length=32, default="llamacpp", help_text="One of the backends in settings.INFERENCE_BACKENDS."
+    )
     model_path = models.CharField(max_length=1024, help_text="Path of the model file or directory.")
     enabled = models.BooleanField(default=True)
     description = models.CharField(max_length=255, blank=True)
@@ -32,14 +27,9 @@ class Tier(models.Model):
         default=True, help_text="Answer repeated requests from the response cache (when ENABLE_CACHE is on)."
     )
 
-    # Load parameters: empty means the global setting (N_CTX, N_GPU_LAYERS, N_THREADS, N_BATCH).
-    n_ctx = models.PositiveIntegerField(null=True, blank=True, validators=[MinValueValidator(16)])
-    n_gpu_layers = models.IntegerField(null=True, blank=True, validators=[MinValueValidator(-1)])
-    n_threads = models.PositiveIntegerField(null=True, blank=True)
-    n_batch = models.PositiveIntegerField(null=True, blank=True, validators=[MinValueValidator(1)])
-    chat_format = models.CharField(
-        max_length=32, blank=True, help_text="Force a named chat format; empty uses the GGUF's template."
-    )
+    # The backend's load options (inference/options.py): n_ctx, n_threads, ... for llama.cpp.
+    # An option left out takes its global setting (N_CTX, ...), else the backend's default.
+    options = models.JSONField(default=dict, blank=True, help_text="The backend's load options.")
 
     # Soft sampling defaults: used only when a request leaves the field out.
     temperature = models.FloatField(
@@ -81,7 +71,6 @@ class Tier(models.Model):
         "frequency_penalty",
         "stop",
     )
-    LOAD_FIELDS = ("n_ctx", "n_gpu_layers", "n_threads", "n_batch", "chat_format")
     ADMISSION_FIELDS = ("max_waiting", "max_queue_wait_seconds")
 
     class Meta:

@@ -5,15 +5,17 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from django.conf import settings
 from django.db.models import Count, Sum
 from django.utils import timezone
 
 from inference.admission import QueueLimits
-from inference.backends import backend_class
+from inference.backends import engine_class, engine_problems
+from inference.options import options_resolve
 from inference.params import ModelSpec
-from llmservice.errors import ModelNotFound, ServiceError
+from llmservice.errors import ModelNotFound, ModelUnavailable
 
 from .models import ApiKey, CachedResponse, Tier
 
@@ -22,14 +24,8 @@ MODEL_DISABLED = "The model '{model}' is disabled in the registry."
 
 
 def tier_spec(*, tier: Tier) -> ModelSpec:
-    """The tier's configuration as a frozen snapshot, global settings filling empty load fields."""
-    load = {
-        "n_ctx": tier.n_ctx or settings.N_CTX,
-        "n_gpu_layers": tier.n_gpu_layers if tier.n_gpu_layers is not None else settings.N_GPU_LAYERS,
-        "n_threads": tier.n_threads or settings.N_THREADS or None,
-        "n_batch": tier.n_batch or settings.N_BATCH,
-        "chat_format": tier.chat_format or None,
-    }
+    """The tier's configuration as a frozen snapshot: its load options complete (global settings
+    filling those it leaves unset), its soft sampling defaults, its admission limits."""
     defaults = {f: getattr(tier, f) for f in Tier.SAMPLING_FIELDS}
     if not defaults["stop"]:
         defaults["stop"] = None
@@ -38,11 +34,22 @@ def tier_spec(*, tier: Tier) -> ModelSpec:
         backend=tier.backend,
         kind=tier.kind,
         model_path=tier.model_path,
-        load=load,
+        load=tier_load_options(tier=tier),
         defaults={k: v for k, v in defaults.items() if v is not None},
         aliases=tuple(tier.alias_list),
         limits=tier_limits(tier=tier),
     )
+
+
+def tier_load_options(*, tier: Tier) -> dict[str, Any]:
+    """Every load option of the tier's engine: its own, else the global setting, else the default.
+    A tier whose backend has no engine for its kind keeps its stored options (loading it is a 503)."""
+    stored = tier.options if isinstance(tier.options, dict) else {}
+    try:
+        options = engine_class(tier.backend, tier.kind).options
+    except ModelUnavailable:
+        return dict(stored)
+    return options_resolve(options, stored)
 
 
 def tier_limits(*, tier: Tier) -> QueueLimits:
@@ -104,11 +111,8 @@ async def tier_alist(*, enabled_only: bool = True) -> list[Tier]:
 
 
 def tier_problems(*, tier: Tier) -> list[str]:
-    """What would stop this tier from loading (missing file, unknown backend, ...)."""
-    try:
-        return backend_class(tier.backend).check(tier_spec(tier=tier))
-    except ServiceError as exc:
-        return [exc.message]
+    """What would stop this tier from loading (unknown backend, invalid option, missing file, ...)."""
+    return engine_problems(tier_spec(tier=tier))
 
 
 # --- Cached responses -------------------------------------------------------------------------

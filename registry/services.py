@@ -20,7 +20,10 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from inference.backends import engine_class
 from inference.bundled import minilm_dir, smollm2_gguf
+from inference.options import options_errors, options_fill
+from llmservice.errors import ModelUnavailable
 
 from .models import ApiKey, ApiKeyUsage, CachedResponse, Tier
 from .signals import cached_responses_cleared
@@ -28,8 +31,10 @@ from .signals import cached_responses_cleared
 logger = logging.getLogger(__name__)
 
 INVALID_ENV_VALUE = "{var}={value!r} is not a valid {kind}."
+INVALID_ENV_OPTION = "{var}={value!r}: {message}"
 
-# <TIER>_<SUFFIX> environment variable -> (Tier field, parser)
+# <TIER>_<SUFFIX> environment variable -> (Tier field, parser). The backend's load options are
+# <TIER>_<OPTION> too (LIGHT_N_CTX, LIGHT_N_THREADS, ...): see tier_env_options.
 ENV_FIELDS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "MODEL_PATH": ("model_path", str),
     "BACKEND": ("backend", str),
@@ -37,11 +42,6 @@ ENV_FIELDS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "ALIASES": ("aliases", str),
     "ENABLED": ("enabled", lambda v: v.strip().lower() in ("1", "true", "yes", "on")),
     "CACHE_ENABLED": ("cache_enabled", lambda v: v.strip().lower() in ("1", "true", "yes", "on")),
-    "N_CTX": ("n_ctx", int),
-    "N_GPU_LAYERS": ("n_gpu_layers", int),
-    "N_THREADS": ("n_threads", int),
-    "N_BATCH": ("n_batch", int),
-    "CHAT_FORMAT": ("chat_format", str),
     "TEMPERATURE": ("temperature", float),
     "TOP_P": ("top_p", float),
     "TOP_K": ("top_k", int),
@@ -96,6 +96,22 @@ def tier_env_values(*, name: str, environ: Mapping[str, str]) -> dict[str, Any] 
     return values
 
 
+def tier_env_options(*, name: str, backend: str, kind: str, environ: Mapping[str, str]) -> dict[str, Any]:
+    """The load options <NAME>_<OPTION> variables set (LIGHT_N_CTX=4096), checked by the options
+    model of the tier's backend; ValueError naming the variable if one is invalid."""
+    prefix = name.upper().replace("-", "_") + "_"
+    try:
+        options = engine_class(backend, kind).options
+    except ModelUnavailable as exc:
+        raise ValueError(exc.message) from None
+    raw = {option: environ[prefix + option.upper()] for option in options.model_fields if environ.get(prefix + option.upper())}
+    for option, messages in options_errors(options, options_fill(options, raw)).items():
+        var = prefix + option.upper()
+        raise ValueError(INVALID_ENV_OPTION.format(var=var, value=environ.get(var), message="; ".join(messages)))
+    parsed = options.model_validate(options_fill(options, raw)).model_dump(mode="json")
+    return {option: parsed[option] for option in raw}
+
+
 def _built_reranker() -> str | None:
     from inference.model_build import is_built, reranker_path
 
@@ -122,7 +138,7 @@ def tier_seed_from_env(*, force: bool = False, environ: Mapping[str, str] | None
             continue
         if values is None:
             continue
-        results.append(_seed_one(name=name, values=values, force=force))
+        results.append(_seed_one(name=name, values=values, environ=environ, force=force))
     for result in results:
         if result.action == "error":
             logger.error("Tier %s not seeded: %s", result.name, result.detail)
@@ -131,7 +147,7 @@ def tier_seed_from_env(*, force: bool = False, environ: Mapping[str, str] | None
     return results
 
 
-def _seed_one(*, name: str, values: dict[str, Any], force: bool) -> SeedResult:
+def _seed_one(*, name: str, values: dict[str, Any], environ: Mapping[str, str], force: bool) -> SeedResult:
     with transaction.atomic():
         tier = Tier.objects.select_for_update().filter(name=name).first()
         if tier is not None and not force:
@@ -140,10 +156,16 @@ def _seed_one(*, name: str, values: dict[str, Any], force: bool) -> SeedResult:
         tier = tier or Tier(name=name)
         if force:
             # Overwrite means: what the environment doesn't set goes back to the default.
-            for field in Tier.SAMPLING_FIELDS + Tier.LOAD_FIELDS + Tier.ADMISSION_FIELDS:
+            for field in Tier.SAMPLING_FIELDS + Tier.ADMISSION_FIELDS + ("options",):
                 setattr(tier, field, Tier._meta.get_field(field).get_default())
         for field, value in values.items():
             setattr(tier, field, value)
+        try:
+            tier.options = {
+                **tier.options, **tier_env_options(name=name, backend=tier.backend, kind=tier.kind, environ=environ)
+            }
+        except ValueError as exc:
+            return SeedResult(name, "error", str(exc))
         try:
             tier.full_clean()
         except ValidationError as exc:

@@ -1,13 +1,15 @@
 import pytest
 
 from inference.manager import get_manager
-from tests.fakes import FakeBackend
+from tests.fakes import FakeBackend, FakeBatchBackend
 from tests.helpers import unload_everything
 
 
 @pytest.fixture(autouse=True)
 def _fake_backend_registered(settings):
-    settings.INFERENCE_BACKENDS = {**settings.INFERENCE_BACKENDS, "fake": "tests.fakes.FakeBackend"}
+    settings.INFERENCE_BACKENDS = {
+        **settings.INFERENCE_BACKENDS, "fake": "tests.fakes.FakeEngine", "fake_batch": "tests.fakes.FakeBatchEngine"
+    }
 
 
 @pytest.fixture(autouse=True)
@@ -26,6 +28,7 @@ def _empty_response_cache():
 def manager():
     """The process's model manager, emptied after the test."""
     FakeBackend.reset()
+    FakeBatchBackend.reset()
     yield get_manager()
     unload_everything()
 

@@ -1,6 +1,8 @@
 """A fake backend, for testing the manager's queueing and the HTTP layer without a model.
 
-Tests that claim a real backend works use the real one (tests/inference/test_llamacpp.py, e2e).
+`FakeEngine` serves it under the engine contract through the real `SerialEngine` adapter, as
+llama.cpp tiers are served; it is registered as backend "fake" (tests/conftest.py). Tests that
+claim a real backend works use the real one (tests/inference/test_llamacpp.py, e2e).
 """
 
 from __future__ import annotations
@@ -8,8 +10,14 @@ from __future__ import annotations
 import threading
 import time
 
+import numpy as np
+
+from inference.engines.forward_pass import ForwardPassEngine
+from inference.engines.serial import SerialEngine
 from inference.events import Delta, Finished, Started
-from llmservice.errors import ContextLengthExceeded, ModelUnavailable
+from inference.options import EngineOptions, option
+from inference.retrieval import Embedding, EmbeddingResult, Prepared
+from llmservice.errors import ContextLengthExceeded, InvalidRequest, ModelUnavailable
 
 
 class FakeBackend:
@@ -71,3 +79,69 @@ class FakeBackend:
     def close(self):
         with self.lock:
             type(self).closes += 1
+
+
+class FakeOptions(EngineOptions):
+    """Load options of the fake backend: any change replaces the loaded instance, as for a real one."""
+
+    n_ctx: int = option(64, ge=1, description="Context window of the fake model, in words.")
+
+
+class FakeEngine(SerialEngine):
+    """The fake backend served one request at a time by the real serial adapter."""
+
+    backend = FakeBackend
+    kinds = frozenset({"chat"})
+    options = FakeOptions
+
+
+class FakeBatchBackend:
+    """Embeds text t as [len(t)]; "bad" inputs fail alone. model_path controls it: "missing" fails
+    to load; "slow" sleeps 0.2 s while loading; "gated" holds each forward pass until `gate` is set."""
+
+    gate = threading.Event()
+    entered = threading.Event()  # set once a forward pass is running (and held at the gate)
+    runs: list[int] = []  # texts per forward pass
+
+    def __init__(self, spec):
+        self.spec = spec
+
+    @classmethod
+    def reset(cls):
+        cls.gate = threading.Event()
+        cls.entered = threading.Event()
+        cls.runs = []
+
+    @classmethod
+    def check(cls, spec):
+        return []
+
+    @classmethod
+    def load(cls, spec):
+        if spec.model_path == "missing":
+            raise ModelUnavailable("cannot load: missing")
+        if spec.model_path == "slow":
+            time.sleep(0.2)
+        return cls(spec)
+
+    def prepare(self, request):
+        if "bad" in request.inputs:
+            raise InvalidRequest("bad input", param="input")
+        return Prepared(request, request.return_sparse, [len(t) for t in request.inputs], list(request.inputs))
+
+    def run(self, batch):
+        type(self).entered.set()
+        if self.spec.model_path == "gated":
+            type(self).gate.wait(timeout=30)
+        type(self).runs.append(sum(len(p.data) for p in batch))
+        return [EmbeddingResult([Embedding(np.array([len(t)], dtype=np.float32)) for t in p.data], 0) for p in batch]
+
+    def close(self):
+        pass
+
+
+class FakeBatchEngine(ForwardPassEngine):
+    """The fake embedding backend under the real forward-pass adapter (registered as "fake_batch")."""
+
+    backend = FakeBatchBackend
+    kinds = frozenset({"embedding", "rerank"})

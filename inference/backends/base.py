@@ -1,4 +1,5 @@
-"""The interface every backend implements (llama-cpp-python's `LlamaProxy` pattern: explicit close)."""
+"""A backend that generates one request at a time (llama-cpp-python's `LlamaProxy` pattern: explicit
+close). `SerialEngine` (inference/engines/serial.py) serves it under the engine contract."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from ..events import Event
 from ..params import GenerationRequest, ModelSpec
 
 
-class Backend(Protocol):
+class GenerationBackend(Protocol):
     """A loaded model. Every method runs on the model's one owner thread."""
 
     @classmethod
@@ -17,7 +18,7 @@ class Backend(Protocol):
         ...
 
     @classmethod
-    def load(cls, spec: ModelSpec) -> "Backend":
+    def load(cls, spec: ModelSpec) -> "GenerationBackend":
         """Load the model; raise `ModelUnavailable` with a clear message if it can't be."""
         ...
 

@@ -1,6 +1,6 @@
 """Embedding backends: sentence-transformers models and BGE-M3 (dense + sparse + ColBERT).
 
-Both run on their model's owner thread and are fed batches by inference/batching.py.
+Both run on their model's owner thread, served by a `ForwardPassEngine` (inference/engines/forward_pass.py).
 https://sbert.net/docs/package_reference/sentence_transformer/SentenceTransformer.html
 https://github.com/FlagOpen/FlagEmbedding/tree/master/research/BGE_M3
 """
@@ -16,7 +16,8 @@ from django.conf import settings
 
 from llmservice.errors import ContextLengthExceeded, InvalidRequest, ModelUnavailable, UnsupportedParameter
 
-from ..batching import batch_max_items
+from ..engines.forward_pass import ForwardPassEngine
+from ..options import EngineOptions, option, options_load
 from ..retrieval import Embedding, EmbeddingRequest, EmbeddingResult, Prepared
 from ..token_ids import decode_inputs
 
@@ -38,6 +39,14 @@ NO_EXTENSION = "'{param}' is only available from BGE-M3 tiers (backend bge_m3); 
 WRONG_BACKEND_KIND = "backend '{backend}' serves {kind} tiers, but tier '{name}' is of kind '{tier_kind}'"
 
 
+class BatchOptions(EngineOptions):
+    """Load options of an embedding or rerank tier."""
+
+    batch_items: int = option(
+        256, setting="BATCH_MAX_ITEMS", ge=1, description="Most texts (or query-document pairs) one forward pass takes."
+    )
+
+
 def model_dir_problems(spec, kind: str) -> list[str]:
     problems = []
     if spec.kind != kind:
@@ -52,6 +61,7 @@ def refuse_problems(spec, kind: str) -> None:
     problems = model_dir_problems(spec, kind)
     if problems:
         raise ModelUnavailable(f"Model '{spec.name}' cannot be loaded: {'; '.join(problems)}.")
+    options_load(BatchOptions, spec)
 
 
 def _offline() -> None:
@@ -89,6 +99,7 @@ class _EmbeddingBackend:
         self.tokenizer = tokenizer
         self.max_tokens = max_tokens
         self.size = size
+        self.batch_items = options_load(BatchOptions, spec).batch_items
 
     @classmethod
     def check(cls, spec) -> list[str]:
@@ -170,7 +181,7 @@ class SentenceTransformerBackend(_EmbeddingBackend):
 
     def _encode(self, texts: list[str], *, sparse: bool, colbert: bool) -> list[Embedding]:
         vectors = self.model.encode(
-            texts, batch_size=batch_max_items(), normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
+            texts, batch_size=self.batch_items, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
         )
         return [Embedding(np.asarray(v, dtype=np.float32)) for v in vectors]
 
@@ -208,7 +219,7 @@ class BGEM3Backend(_EmbeddingBackend):
     def _encode(self, texts: list[str], *, sparse: bool, colbert: bool) -> list[Embedding]:
         out = self.model.encode(
             texts,
-            batch_size=batch_max_items(),
+            batch_size=self.batch_items,
             max_length=self.max_tokens,
             return_dense=True,
             return_sparse=sparse,
@@ -236,3 +247,19 @@ class BGEM3Backend(_EmbeddingBackend):
 
     def close(self) -> None:
         del self.model
+
+
+class SentenceTransformerEngine(ForwardPassEngine):
+    """sentence-transformers embedding tiers, requests batched into forward passes."""
+
+    backend = SentenceTransformerBackend
+    kinds = frozenset({"embedding"})
+    options = BatchOptions
+
+
+class BGEM3Engine(ForwardPassEngine):
+    """BGE-M3 embedding tiers (dense, sparse, ColBERT), requests batched into forward passes."""
+
+    backend = BGEM3Backend
+    kinds = frozenset({"embedding"})
+    options = BatchOptions

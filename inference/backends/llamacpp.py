@@ -13,7 +13,7 @@ import ctypes
 import logging
 import os
 import random
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Literal, get_args
 
 import numpy as np
 
@@ -24,15 +24,30 @@ from llmservice.errors import ContextLengthExceeded, InternalError, InvalidReque
 from ..constraints import CompileLimits, ConstraintCompiler, DuplicateCallGuard, Matcher, ToolCalls, detect_tool_format
 from ..constraints.tool_formats import GENERIC
 from ..decoding import TextAssembler
+from ..engines.serial import SerialEngine
 from ..events import Delta, Event, Finished, Started, TokenLogprob
 from ..gguf import gguf_problem
+from ..options import EngineOptions, option, options_load
 from ..params import GenerationRequest, ModelSpec, SamplingParams
 
 logger = logging.getLogger(__name__)
 
 UNPREPARED = "A constrained request reached the model without its compiled constraint."
 # Named chat formats a tier may force instead of the GGUF's own template.
-CHAT_FORMATS = ("chatml", "llama-2", "llama-3", "mistral-instruct", "gemma", "qwen", "zephyr")
+ChatFormat = Literal["chatml", "llama-2", "llama-3", "mistral-instruct", "gemma", "qwen", "zephyr"]
+CHAT_FORMATS = get_args(ChatFormat)
+
+
+class LlamaCppOptions(EngineOptions):
+    """Load options of a llama.cpp tier; unset ones take the global N_CTX, N_GPU_LAYERS, ... settings."""
+
+    n_ctx: int = option(2048, setting="N_CTX", ge=16, description="Context window in tokens.")
+    n_gpu_layers: int = option(0, setting="N_GPU_LAYERS", ge=-1, description="Layers offloaded to a GPU (-1: all).")
+    n_threads: int | None = option(
+        None, setting="N_THREADS", ge=0, description="CPU threads (0: llama.cpp's choice)."
+    )
+    n_batch: int = option(512, setting="N_BATCH", ge=1, description="Prompt tokens evaluated per batch.")
+    chat_format: ChatFormat | None = option(None, description="A named chat format instead of the GGUF's own template.")
 
 
 def _named_formatter(name: str):
@@ -81,9 +96,6 @@ class LlamaCppBackend:
             problems.append(f"model file is not readable: {path}")
         elif problem := gguf_problem(path):
             problems.append(problem)
-        chat_format = spec.load.get("chat_format")
-        if chat_format and chat_format not in CHAT_FORMATS:
-            problems.append(f"unknown chat_format '{chat_format}' (one of {', '.join(CHAT_FORMATS)})")
         return problems
 
     @classmethod
@@ -91,18 +103,18 @@ class LlamaCppBackend:
         problems = cls.check(spec)
         if problems:
             raise ModelUnavailable(f"Model '{spec.name}' cannot be loaded: {'; '.join(problems)}.")
+        options = options_load(LlamaCppOptions, spec)
         try:
             from llama_cpp import Llama
         except ImportError as exc:  # pragma: no cover - install problem
             raise ModelUnavailable(f"llama-cpp-python is not installed: {exc}.") from exc
-        load = spec.load
         try:
             llama = Llama(
                 model_path=spec.model_path,
-                n_ctx=load.get("n_ctx") or 2048,
-                n_batch=load.get("n_batch") or 512,
-                n_threads=load.get("n_threads") or None,
-                n_gpu_layers=load.get("n_gpu_layers") or 0,
+                n_ctx=options.n_ctx,
+                n_batch=options.n_batch,
+                n_threads=options.n_threads or None,
+                n_gpu_layers=options.n_gpu_layers,
                 verbose=False,
             )
         except (ValueError, RuntimeError, OSError) as exc:
@@ -352,3 +364,10 @@ class _LogprobRecorder:
             top=top,
         )
 
+
+class LlamaCppEngine(SerialEngine):
+    """llama.cpp chat tiers, one request at a time (`LlamaCppBackend` under the engine contract)."""
+
+    backend = LlamaCppBackend
+    kinds = frozenset({"chat"})
+    options = LlamaCppOptions

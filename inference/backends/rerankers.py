@@ -15,9 +15,10 @@ from django.conf import settings
 
 from llmservice.errors import InvalidRequest
 
-from ..batching import batch_max_items
+from ..engines.forward_pass import ForwardPassEngine
+from ..options import options_load
 from ..retrieval import Prepared, RerankRequest, RerankResult
-from .embeddings import _cannot_load, _offline, model_dir_problems, refuse_problems
+from .embeddings import BatchOptions, _cannot_load, _offline, model_dir_problems, refuse_problems
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +33,7 @@ class _RerankBackend:
         self.spec = spec
         self.tokenizer = tokenizer
         self.max_tokens = max_tokens
+        self.batch_items = options_load(BatchOptions, spec).batch_items
 
     @classmethod
     def check(cls, spec) -> list[str]:
@@ -83,7 +85,7 @@ class CrossEncoderBackend(_RerankBackend):
         return cls(spec, model)
 
     def _score(self, pairs: list[tuple[str, str]]) -> list[float]:
-        scores = self.model.predict(pairs, batch_size=batch_max_items(), show_progress_bar=False, convert_to_numpy=True)
+        scores = self.model.predict(pairs, batch_size=self.batch_items, show_progress_bar=False, convert_to_numpy=True)
         return [float(s) for s in scores]
 
     def close(self) -> None:
@@ -114,10 +116,26 @@ class FlagRerankerBackend(_RerankBackend):
         return cls(spec, model)
 
     def _score(self, pairs: list[tuple[str, str]]) -> list[float]:
-        scores = self.model.compute_score(pairs, batch_size=batch_max_items(), max_length=self.max_tokens, normalize=True)
+        scores = self.model.compute_score(pairs, batch_size=self.batch_items, max_length=self.max_tokens, normalize=True)
         if not isinstance(scores, list):  # one pair: FlagReranker returns a bare float
             scores = [scores]
         return [float(s) for s in scores]
 
     def close(self) -> None:
         del self.model
+
+
+class CrossEncoderEngine(ForwardPassEngine):
+    """sentence-transformers CrossEncoder rerank tiers, requests batched into forward passes."""
+
+    backend = CrossEncoderBackend
+    kinds = frozenset({"rerank"})
+    options = BatchOptions
+
+
+class FlagRerankerEngine(ForwardPassEngine):
+    """FlagEmbedding FlagReranker rerank tiers, requests batched into forward passes."""
+
+    backend = FlagRerankerBackend
+    kinds = frozenset({"rerank"})
+    options = BatchOptions

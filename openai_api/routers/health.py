@@ -10,7 +10,8 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.http import require_GET
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
-from inference.manager import WorkerStatus, get_manager
+from inference.manager import get_manager
+from inference.status import TierStatus
 from llmservice.errors import ServerShuttingDown, ServiceError, Unauthorized
 from llmservice.lifecycle import lifecycle
 from registry.selectors import tier_alist
@@ -22,10 +23,10 @@ NOT_READY_DATABASE = "Not ready: the database is unreachable ({reason})."
 METRICS_UNAUTHORIZED = "Missing or wrong metrics token (Authorization: Bearer ...); see METRICS_TOKEN."
 
 
-def _tier_health(status: WorkerStatus | None) -> dict:
+def _tier_health(status: TierStatus | None) -> dict:
     if status is None:
         return {"loaded": False, "state": "unloaded"}
-    fields = {"loaded": status.state == "ready", "state": status.state}
+    fields = {"loaded": status.loaded, "state": status.state}
     if status.state == "failed":  # why, and when the next load attempt may happen
         fields["error"] = status.error
         fields["next_retry_at"] = (

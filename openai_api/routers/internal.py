@@ -22,7 +22,7 @@ from registry.services import cached_response_clear
 from ..cache import cache_stats
 from ..errors import error_response, install_error_handlers
 from ..parser import StrictJSONParser
-from ..status import status_snapshot, worker_fields
+from ..status import status_snapshot, tier_fields
 
 UNAUTHORIZED = "Missing or wrong internal token (Authorization: Bearer ...); see INTERNAL_TOKEN."
 NOTHING_TO_UNLOAD = "Name the tiers to unload, or pass all=true."
@@ -63,7 +63,7 @@ async def warm(request: HttpRequest, tier: str):
     status = await sync_to_async(get_manager().warm, thread_sensitive=False)(tier_spec(tier=found), WARM_TIMEOUT_SECONDS)
     if status.state == "failed":
         raise ModelUnavailable(status.error or f"Model '{found.name}' failed to load.", param="tier")
-    return {"name": found.name, **worker_fields(status)}
+    return {"name": found.name, **tier_fields(status)}
 
 
 @internal_api.post("/unload")

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import os
 
-from inference.manager import WorkerStatus
+from inference.status import TierStatus
 from registry.models import Tier
 
 
-def model_card(tier: Tier, status: WorkerStatus | None) -> dict:
+def model_card(tier: Tier, status: TierStatus | None) -> dict:
     return {
         "id": tier.name,
         "object": "model",
@@ -20,7 +20,7 @@ def model_card(tier: Tier, status: WorkerStatus | None) -> dict:
         # --- llmservice extensions -----------------------------------------------------
         "kind": tier.kind,
         "backend": tier.backend,
-        "loaded": status is not None and status.state == "ready",
+        "loaded": status is not None and status.loaded,
         "state": status.state if status else "unloaded",
         "load_time": round(status.load_seconds, 3) if status and status.load_seconds is not None else None,
         "aliases": tier.alias_list,

@@ -126,7 +126,7 @@ async def test_deadline_while_waiting_is_a_504(manager):
 async def test_deadline_on_a_batched_request_is_a_504(manager):
     from inference.retrieval import EmbeddingRequest
 
-    s = dataclasses.replace(spec("slow", name="gated-embed"), kind="embedding")  # "slow": 0.2 s to load
+    s = dataclasses.replace(spec("slow", name="gated-embed"), kind="embedding", backend="fake_batch")  # 0.2 s to load
     with pytest.raises(DeadlineExceeded):  # the deadline passes while it waits for the load
         await manager.run_batched(s, EmbeddingRequest(inputs=("x",)), deadline=request_deadline(0.01))
     assert gate_for("gated-embed").counts()[0] == 0

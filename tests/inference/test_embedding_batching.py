@@ -1,4 +1,5 @@
-"""Dynamic batching of embedding/rerank requests, with a fake batch backend (queueing only).
+"""Dynamic batching of embedding/rerank requests, with a fake batch backend under the real
+forward-pass engine and scheduler (queueing only).
 
 The real backends are exercised in test_embedding_backends.py and the e2e tests.
 """
@@ -6,62 +7,20 @@ The real backends are exercised in test_embedding_backends.py and the e2e tests.
 from __future__ import annotations
 
 import asyncio
-import threading
 
-import numpy as np
 import pytest
 
 from inference.manager import get_manager
-from inference.retrieval import Embedding, EmbeddingRequest, EmbeddingResult, Prepared
+from inference.retrieval import EmbeddingRequest
 from llmservice.errors import InvalidRequest, ModelUnavailable
-from tests.helpers import unload_everything
+from tests.fakes import FakeBatchBackend
 from tests.retrieval_models import retrieval_spec
 
 
-class FakeBatchBackend:
-    """Embeds text t as [len(t)]. Holds its first batch until `gate` is set; "bad" inputs fail alone."""
-
-    gate = threading.Event()
-    entered = threading.Event()  # set once the first batch is running (and held at the gate)
-    runs: list[int] = []
-
-    def __init__(self, spec):
-        self.spec = spec
-
-    @classmethod
-    def check(cls, spec):
-        return []
-
-    @classmethod
-    def load(cls, spec):
-        if spec.model_path == "missing":
-            raise ModelUnavailable("cannot load: missing")
-        return cls(spec)
-
-    def prepare(self, request):
-        if "bad" in request.inputs:
-            raise InvalidRequest("bad input", param="input")
-        return Prepared(request, request.return_sparse, [len(t) for t in request.inputs], list(request.inputs))
-
-    def run(self, batch):
-        FakeBatchBackend.entered.set()
-        FakeBatchBackend.gate.wait(timeout=30)
-        FakeBatchBackend.runs.append(sum(len(p.data) for p in batch))
-        return [EmbeddingResult([Embedding(np.array([len(t)], dtype=np.float32)) for t in p.data], 0) for p in batch]
-
-    def close(self):
-        pass
-
-
 @pytest.fixture
-def fake_batch(settings):
-    settings.INFERENCE_BACKENDS = {**settings.INFERENCE_BACKENDS, "fake_batch": f"{__name__}.FakeBatchBackend"}
-    FakeBatchBackend.gate.clear()
-    FakeBatchBackend.entered.clear()
-    FakeBatchBackend.runs = []
-    yield retrieval_spec("fake-embed", "embedding", "fake_batch", "fake")
+def fake_batch(manager):
+    yield retrieval_spec("fake-embed", "embedding", "fake_batch", "gated")
     FakeBatchBackend.gate.set()
-    unload_everything()
 
 
 async def _wait_running() -> None:

@@ -35,7 +35,7 @@ async def run(manager, s, r) -> tuple[str, Finished]:
 
 
 async def test_concurrent_first_requests_share_one_load(manager, smollm2_path, caplog):
-    caplog.set_level(logging.INFO, logger="inference.manager")
+    caplog.set_level(logging.INFO, logger="inference.scheduler")
     results = await asyncio.gather(*(run(manager, spec(smollm2_path), request(f"Say {i}:", 3)) for i in range(4)))
     assert [finished.completion_tokens for _, finished in results] == [3, 3, 3, 3]
     loads = [r for r in caplog.records if r.getMessage().startswith("Loaded light model")]
@@ -86,7 +86,7 @@ async def test_a_tier_retired_mid_request_finishes_it_on_the_old_model_and_the_n
     old, new = spec(smollm2_path, n_ctx=256), spec(smollm2_path, n_ctx=1024)
     in_flight = request("Count: 1, 2, 3,", 40)
     alone, _ = await run(manager, old, in_flight)
-    old_worker = manager.worker(old)
+    old_worker = manager.scheduler(old)
 
     stream = manager.generate(old, in_flight)
     events = [await anext(stream)]

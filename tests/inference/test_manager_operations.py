@@ -52,14 +52,14 @@ async def test_the_request_id_reaches_the_owner_threads_log_lines(manager):
     handler = logging.Handler()
     handler.addFilter(RequestIdFilter())
     handler.emit = lambda record: seen.append((record.threadName, record.request_id, record.getMessage()))
-    logging.getLogger("inference.manager").addHandler(handler)
+    logging.getLogger("inference.scheduler").addHandler(handler)
     token = request_id_var.set("req-owner")
     try:
         await leave_after_the_first_text(manager)
         await async_wait_until(lambda: all(s.in_flight == 0 for s in manager.status().values()), "the model to go idle")
     finally:
         request_id_var.reset(token)
-        logging.getLogger("inference.manager").removeHandler(handler)
+        logging.getLogger("inference.scheduler").removeHandler(handler)
     cancelled = [s for s in seen if "cancelled by the client" in s[2]]
     assert cancelled and cancelled[0][:2] == ("model-fake", "req-owner")
 

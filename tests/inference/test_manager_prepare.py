@@ -13,6 +13,7 @@ from inference.constraints import CompileLimits, Regex
 from inference.events import Started
 from inference.params import GenerationRequest, ModelSpec, resolve_sampling
 from llmservice.errors import InvalidRequest, UnsupportedParameter
+from inference.engines.serial import SerialEngine
 from tests.fakes import FakeBackend
 
 REFUSED = "fake compiler refuses this"
@@ -51,9 +52,15 @@ class CompilingFakeBackend(FakeBackend):
         yield from super().generate(request, should_stop)
 
 
+class CompilingFakeEngine(SerialEngine):
+    """The compiling fake backend under the real serial adapter."""
+
+    backend = CompilingFakeBackend
+
+
 @pytest.fixture(autouse=True)
 def _register(settings):
-    settings.INFERENCE_BACKENDS = {**settings.INFERENCE_BACKENDS, "compiling-fake": "tests.inference.test_manager_prepare.CompilingFakeBackend"}
+    settings.INFERENCE_BACKENDS = {**settings.INFERENCE_BACKENDS, "compiling-fake": "tests.inference.test_manager_prepare.CompilingFakeEngine"}
     CompilingFakeBackend.compiler = FakeCompiler()
     CompilingFakeBackend.seen = []
 

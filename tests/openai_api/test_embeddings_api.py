@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from django.test import AsyncClient
 
+from inference.backends import WRONG_KIND
 from registry.models import Tier
 from tests.helpers import unload_everything
 from tests.retrieval_models import cosine
@@ -137,11 +138,13 @@ async def test_unknown_model_and_wrong_kinds(tiers):
 
 async def test_backend_of_the_wrong_kind_is_a_clear_503(tiers):
     response, body = await post({"model": "chat-backend", "input": "x"})
-    assert "cannot serve embedding" in assert_error(response, body, 503, "model_unavailable")["message"]
+    message = WRONG_KIND.format(backend="fake", kind="embedding", kinds="chat")
+    assert assert_error(response, body, 503, "model_unavailable")["message"] == message
     response, body = await post(
         {"model": "mislabelled", "messages": [{"role": "user", "content": "hi"}]}, path="/v1/chat/completions"
     )
-    assert "serves embedding tiers" in assert_error(response, body, 503, "model_unavailable")["message"]
+    message = WRONG_KIND.format(backend="sentence_transformers", kind="chat", kinds="embedding")
+    assert assert_error(response, body, 503, "model_unavailable")["message"] == message
 
 
 async def test_token_ids_of_the_tiers_own_tokenizer_with_embedding_token_ids_model(tiers, settings, minilm_path):

@@ -25,14 +25,15 @@ def admin_client(manager):
 
 @pytest.fixture
 def light(smollm2_path):
-    return Tier.objects.create(name="light", model_path=smollm2_path, n_threads=2, max_tokens=6)
+    return Tier.objects.create(name="light", model_path=smollm2_path, options={"n_threads": 2}, max_tokens=6)
 
 
 def form_data(tier: Tier, **changes) -> dict:
-    """What the admin's change form posts for `tier`, with `changes` applied."""
+    """What the admin's change form posts for `tier` (its load options as `opt_<name>`), with `changes` applied."""
     data = {}
-    for field, value in {**model_to_dict(tier), **changes}.items():
-        if field == "id":
+    options = {f"opt_{name}": value for name, value in tier.options.items()}
+    for field, value in {**model_to_dict(tier), **options, **changes}.items():
+        if field in ("id", "options"):
             continue
         if isinstance(value, bool):
             if value:
@@ -68,10 +69,11 @@ def test_an_admin_edit_changes_the_next_response(admin_client, light):
 
 def test_a_load_parameter_edit_reloads_the_model_on_the_next_request(admin_client, light):
     ask(admin_client, max_tokens=1)
-    old_worker = get_manager().worker(tier_spec(tier=light))
-    admin_client.post(f"/admin/registry/tier/{light.pk}/change/", form_data(light, n_ctx=512))
+    old_worker = get_manager().scheduler(tier_spec(tier=light))
+    admin_client.post(f"/admin/registry/tier/{light.pk}/change/", form_data(light, opt_n_ctx=512))
+    assert Tier.objects.get(name="light").options == {"n_threads": 2, "n_ctx": 512}
     assert ask(admin_client, max_tokens=1)["x_cache"] == "MISS"
-    new_worker = get_manager().worker(tier_spec(tier=Tier.objects.get(name="light")))
+    new_worker = get_manager().scheduler(tier_spec(tier=Tier.objects.get(name="light")))
     assert new_worker is not old_worker and new_worker.spec.load["n_ctx"] == 512
     # the old instance was closed once its requests finished (a bounded wait: never a hang)
     assert old_worker.join(timeout=JOIN_TIMEOUT), "the retired model was never unloaded"

@@ -45,9 +45,34 @@ def test_alias_may_not_shadow_another_tier(tiers):
 def test_spec_uses_global_load_settings_unless_the_tier_overrides(tiers):
     light, _ = tiers
     assert tier_spec(tier=light).load["n_ctx"] == 4096
-    light.n_ctx = 512
+    light.options = {"n_ctx": 512}
     spec = tier_spec(tier=light)
     assert spec.load["n_ctx"] == 512 and spec.load["n_threads"] == 3
+    assert spec.load == {"n_ctx": 512, "n_gpu_layers": 0, "n_threads": 3, "n_batch": 512, "chat_format": None}
+
+
+def test_the_load_key_changes_exactly_when_a_load_option_does(tiers, settings):
+    light, _ = tiers
+    key = tier_spec(tier=light).load_key
+    light.temperature, light.max_waiting = 0.2, 3  # soft defaults and limits: the loaded model stays
+    assert tier_spec(tier=light).load_key == key
+    light.options = {"n_ctx": settings.N_CTX}  # the value it had anyway
+    assert tier_spec(tier=light).load_key == key
+    settings.N_CTX = 1024  # the tier sets n_ctx itself: the global value doesn't reach it
+    assert tier_spec(tier=light).load_key == key
+    light.options = {}  # now it does
+    assert tier_spec(tier=light).load_key != key
+    for changed in ({"n_threads": 1}, {"chat_format": "chatml"}):
+        light.options = changed
+        assert tier_spec(tier=light).load_key != key
+
+
+def test_options_of_an_unknown_backend_are_kept_as_stored(tiers):
+    light, _ = tiers
+    light.backend, light.options = "nope", {"n_ctx": 64}
+    assert tier_spec(tier=light).load == {"n_ctx": 64}
+    [problem] = tier_problems(tier=light)
+    assert problem.startswith("Unknown backend 'nope' (one of: llamacpp, sentence_transformers,")
 
 
 def test_spec_defaults_hold_only_what_the_tier_sets(tiers):
@@ -65,3 +90,13 @@ def test_check_command_warns_about_missing_model_files(tiers, capsys):
     call_command("check")
     err = capsys.readouterr().err
     assert "registry.W001" in err and "light" in err and "model file not found" in err
+
+
+def test_check_command_warns_about_unregistered_backends_and_kinds_they_do_not_serve(tiers, capsys):
+    Tier.objects.create(name="remote", backend="vllm", model_path="/m.gguf")
+    Tier.objects.create(name="embedder", backend="llamacpp", kind="rerank", model_path="/m.gguf")
+    call_command("check")
+    err = capsys.readouterr().err
+    assert "registry.W002" in err
+    assert "Tier 'remote': Unknown backend 'vllm'" in err
+    assert "Tier 'embedder': Backend 'llamacpp' does not serve rerank tiers (it serves: chat)." in err

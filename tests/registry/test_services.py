@@ -3,6 +3,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from registry.models import Tier
+from registry.selectors import tier_spec
 from registry.services import tier_env_values, tier_seed_from_env
 
 pytestmark = pytest.mark.django_db
@@ -77,3 +78,42 @@ def test_sync_tiers_command_reports_and_fails_on_errors(monkeypatch):
         call_command("sync_tiers")
     assert Tier.objects.filter(name="light").exists()
     assert not Tier.objects.filter(name="medium").exists()
+
+
+# --- load options from the environment ----------------------------------------------------------------
+def test_load_options_are_seeded_per_tier_and_checked_by_the_backends_model(settings):
+    env = {"LIGHT_MODEL_PATH": "/a.gguf", "LIGHT_N_CTX": "4096", "LIGHT_N_THREADS": "2", "LIGHT_CHAT_FORMAT": "chatml"}
+    assert [r.action for r in tier_seed_from_env(environ=env)] == ["created"]
+    light = Tier.objects.get(name="light")
+    assert light.options == {"n_ctx": 4096, "n_threads": 2, "chat_format": "chatml"}
+    settings.N_BATCH = 256  # a global setting fills what the tier leaves unset
+    assert tier_spec(tier=light).load == {"n_ctx": 4096, "n_gpu_layers": 0, "n_threads": 2, "n_batch": 256, "chat_format": "chatml"}
+
+
+def test_an_embedding_tiers_options_come_from_its_own_backend(settings):
+    settings.TIER_NAMES = ["embed"]
+    tier_seed_from_env(environ={"EMBED_BATCH_ITEMS": "16", "EMBED_N_CTX": "4096"})  # n_ctx is not one of its options
+    assert Tier.objects.get(name="embed").options == {"batch_items": 16}
+
+
+def test_an_invalid_option_names_the_variable_and_stores_nothing():
+    results = tier_seed_from_env(environ={"LIGHT_MODEL_PATH": "/a.gguf", "LIGHT_N_CTX": "8", "MEDIUM_MODEL_PATH": "/m.gguf",
+                                          "MEDIUM_CHAT_FORMAT": "nope"})
+    details = {r.name: (r.action, r.detail) for r in results}
+    assert details["light"] == ("error", "LIGHT_N_CTX='8': Input should be greater than or equal to 16")
+    assert details["medium"][0] == "error" and details["medium"][1].startswith("MEDIUM_CHAT_FORMAT='nope': Input should be 'chatml'")
+    assert not Tier.objects.exists()
+
+
+def test_an_unregistered_backend_is_an_error():
+    [result] = tier_seed_from_env(environ={"LIGHT_MODEL_PATH": "/a.gguf", "LIGHT_BACKEND": "vllm"})
+    assert result.action == "error" and result.detail.startswith("Unknown backend 'vllm' (one of: llamacpp,")
+
+
+def test_force_replaces_the_options_with_the_environments():
+    tier_seed_from_env(environ={"LIGHT_MODEL_PATH": "/a.gguf", "LIGHT_N_CTX": "4096"})
+    Tier.objects.filter(name="light").update(options={"n_ctx": 4096, "n_gpu_layers": -1})  # an admin edit
+    tier_seed_from_env(environ={"LIGHT_MODEL_PATH": "/a.gguf", "LIGHT_N_THREADS": "3"})
+    assert Tier.objects.get(name="light").options == {"n_ctx": 4096, "n_gpu_layers": -1}  # kept without --force
+    tier_seed_from_env(force=True, environ={"LIGHT_MODEL_PATH": "/a.gguf", "LIGHT_N_THREADS": "3"})
+    assert Tier.objects.get(name="light").options == {"n_threads": 3}
