@@ -147,7 +147,7 @@ class Scheduler:
             if running or admitted:
                 self._step(engine, running)
             now = time.perf_counter()
-            if now >= housekeeping_due or not running:
+            if now >= housekeeping_due or admitted or not running:
                 housekeeping_due = now + STATS_SECONDS
                 self._stats = engine.stats()
                 if waiting:  # a job cancelled while every slot stays busy leaves the queue now
