@@ -27,6 +27,8 @@ def _tier_health(status: TierStatus | None) -> dict:
     if status is None:
         return {"loaded": False, "state": "unloaded"}
     fields = {"loaded": status.loaded, "state": status.state}
+    if status.state in ("ready", "retiring"):  # what its engine is doing (TierStatus)
+        fields.update(running=status.running, queued=status.queued, slots=status.slots, kv_cache_usage=status.kv_cache_usage)
     if status.state == "failed":  # why, and when the next load attempt may happen
         fields["error"] = status.error
         fields["next_retry_at"] = (

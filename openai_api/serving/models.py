@@ -23,6 +23,10 @@ def model_card(tier: Tier, status: TierStatus | None) -> dict:
         "loaded": status is not None and status.loaded,
         "state": status.state if status else "unloaded",
         "load_time": round(status.load_seconds, 3) if status and status.load_seconds is not None else None,
+        "running": status.running if status else 0,  # requests its engine serves now
+        "queued": status.queued if status else 0,  # requests waiting for a free slot
+        "slots": status.slots if status else None,  # how many requests the loaded engine serves at once
+        "kv_cache_usage": status.kv_cache_usage if status else None,  # 0..1; None without a KV cache
         "aliases": tier.alias_list,
         "model_file": os.path.basename(tier.model_path.rstrip("/")),
     }

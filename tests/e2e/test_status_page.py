@@ -120,6 +120,8 @@ def test_the_page_shows_queue_depth_tokens_per_second_and_the_hit_rate(server, p
         wait_until(lambda: server.tier_status("light")["in_flight"] == 1, "the long request to run")
         expect(row.locator('[data-field="in_flight"]')).to_have_text("1")
         expect(row.locator('[data-field="queued"]')).to_have_text("0")  # running, not queued
+        expect(row.locator('[data-field="running"]')).to_have_text("1 of 1")  # the serial engine's one slot
+        expect(row.locator('[data-field="kv_cache_usage"]')).to_have_text("–")  # the serial engine reports none
         queued = pool.submit(short_request)
         expect(row.locator('[data-field="in_flight"]')).to_have_text("2")
         expect(row.locator('[data-field="queued"]')).to_have_text("1")  # one waiting behind the running one

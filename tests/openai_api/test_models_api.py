@@ -101,7 +101,9 @@ async def test_retiring_while_an_unloaded_tier_finishes_its_request_then_unloade
     assert json.loads(unloaded.content) == {"unloaded": ["fake"], "not_loaded": []}
     retiring = await card(client)
     assert (retiring["state"], retiring["loaded"]) == ("retiring", False)
-    assert json.loads((await client.get("/health")).content)["tiers"]["fake"]["state"] == "retiring"
+    assert (retiring["running"], retiring["queued"], retiring["slots"], retiring["kv_cache_usage"]) == (1, 0, 1, None)
+    health = json.loads((await client.get("/health")).content)["tiers"]["fake"]
+    assert (health["state"], health["running"], health["queued"]) == ("retiring", 1, 0)
     assert b"w0 " in await chunks.get()  # its request goes on
     reader.cancel()  # the client leaves (Django's handler cancels the response task on a disconnect)
     with pytest.raises(asyncio.CancelledError):

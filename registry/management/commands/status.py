@@ -6,7 +6,7 @@ from django.core.management.base import BaseCommand
 
 from registry.client import command_call
 
-COLUMNS = ("TIER", "BACKEND", "LOADED", "MEMORY", "REQUESTS", "LAST USED")
+COLUMNS = ("TIER", "BACKEND", "LOADED", "MEMORY", "REQUESTS", "LAST USED", "RUNNING", "QUEUED", "KV")
 
 
 def _memory(value):
@@ -17,8 +17,17 @@ def _ago(timestamp):
     return f"{int(time.time() - timestamp)}s ago" if timestamp else "never"
 
 
+def _running(t):
+    """Requests being served, of the engine's slots when loaded: `1/4`."""
+    return f"{t['running']}/{t['slots']}" if t.get("slots") else str(t["running"])
+
+
+def _kv(t):
+    return f"{t['kv_cache_usage']:.0%}" if t.get("kv_cache_usage") is not None else "-"
+
+
 class Command(BaseCommand):
-    help = "Show the running server's tiers: backend, loaded, memory, requests, last used."
+    help = "Show the running server's tiers: backend, loaded, memory, requests, last used, running, queued, KV cache use."
 
     def handle(self, *args, **options):
         status = command_call("GET", "/internal/status", timeout=30)
@@ -30,6 +39,9 @@ class Command(BaseCommand):
                 _memory(t["memory_bytes"]),
                 str(t["requests"]),
                 _ago(t["last_used"]),
+                _running(t),
+                str(t["queued"]),
+                _kv(t),
             )
             for t in status["tiers"]
         ]
