@@ -156,12 +156,9 @@ def test_disconnect_mid_stream_stops_generation_and_frees_the_queue(llm_server, 
 def test_a_new_request_never_interrupts_a_running_stream(llm_server, client):
     payload = {"model": "light", "prompt": "Count: 1, 2, 3,", "max_tokens": 120, "temperature": 0, "logit_bias": EOG_BAN}
     alone = live(client.completions, **payload)  # the same request with nothing else running
-    order: list[str] = []
 
     def other_request():
-        reply = live(client.completions, model="light", prompt="Hi", max_tokens=16, temperature=0, logit_bias=EOG_BAN)
-        order.append("other finished")
-        return reply
+        return live(client.completions, model="light", prompt="Hi", max_tokens=16, temperature=0, logit_bias=EOG_BAN)
 
     with httpx.stream("POST", llm_server.base_url + "/v1/completions", json={**payload, "stream": True}, timeout=120) as r:
         assert r.headers["x-cache"] == "MISS"
@@ -171,13 +168,13 @@ def test_a_new_request_never_interrupts_a_running_stream(llm_server, client):
             other = pool.submit(other_request)  # arrives while the stream is running
             wait_until(lambda: llm_server.tier_status("light")["in_flight"] == 2, "the second request to queue")
             rest = [line for line in lines if line.startswith("data: ")]
-            order.append("stream done")
             other_reply = other.result(timeout=120)
     events = [json.loads(line[6:]) for line in [first, *rest] if line != "data: [DONE]"]
     assert rest[-1] == "data: [DONE]"
     assert events[-1]["choices"][0]["finish_reason"] == "length"  # the stream ran to its full 120 tokens
     assert "".join(e["choices"][0]["text"] for e in events) == alone.choices[0].text  # and was not changed
-    assert order == ["stream done", "other finished"]  # one request at a time: the newcomer waited its turn
+    # Which of the two finishes first is no promise once an engine serves several requests at once
+    # (issue 12); a serial engine's first-come-first-finished order is tested in tests/inference/test_manager.py.
     assert alone.choices[0].text and other_reply.choices[0].text and other_reply.usage.completion_tokens == 16
 
 

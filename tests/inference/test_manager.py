@@ -38,6 +38,7 @@ async def test_concurrent_first_requests_cause_one_load(manager):
 
 
 async def test_requests_are_served_in_arrival_order(manager):
+    """The serial engine's promise: one request at a time, so they also finish in arrival order."""
     order = []
 
     async def one(i):
