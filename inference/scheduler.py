@@ -207,7 +207,7 @@ class Scheduler:
                 why = "stopped by the server"
             else:
                 why = "stopped at the request's deadline" if job.timed_out else "cancelled by the client"
-            logger.info("%s: a request was %s", self.spec.name, why)
+            logger.info("%s: generation %s", self.spec.name, why)
         request_id_var.reset(context)
         self._finish(job)
 
