@@ -193,6 +193,10 @@ class Scheduler:
         for job in done:
             if job in running:
                 running.discard(job)
+                if job.cancelled.is_set():  # its engine saw the flag before the scheduler did
+                    context = request_id_var.set(job.request_id)
+                    self._log_stop(job)
+                    request_id_var.reset(context)
                 self._finish(job)
 
     def _abort(self, engine: Engine, job: Job) -> None:
@@ -202,14 +206,18 @@ class Scheduler:
             self._stats = engine.stats()
         except Exception:
             logger.exception("%s: aborting a request failed", self.spec.name)
+        self._log_stop(job)
+        request_id_var.reset(context)
+        self._finish(job)
+
+    def _log_stop(self, job: Job) -> None:
+        """Says why a job ended early, whether the scheduler aborted it or its engine saw the flag first."""
         if job.cancelled.is_set():
             if job.abort_error is not None:
                 why = "stopped by the server"
             else:
                 why = "stopped at the request's deadline" if job.timed_out else "cancelled by the client"
             logger.info("%s: generation %s", self.spec.name, why)
-        request_id_var.reset(context)
-        self._finish(job)
 
     def _take(self, waiting: deque[Job], *, block: bool) -> bool:
         """Move queued jobs to `waiting` (waiting for one when `block`); True once STOP was seen."""
