@@ -20,6 +20,16 @@ class TokenLogprob:
 
 
 @dataclass(frozen=True, slots=True)
+class Thinking:
+    """A reasoning model's thinking tags (from its chat template); `inside`: the prompt ends
+    inside an open block, so the answer starts with thinking."""
+
+    open: str
+    close: str
+    inside: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class Started:
     """The prompt was accepted: tokenized and within the context window. Once per request,
     however many choices it has."""
@@ -28,6 +38,7 @@ class Started:
     echo: str | None = None  # the prompt text, when the request asked for it back
     tool_format: str | None = None  # how this model writes tool calls (inference.constraints.tool_format)
     relaxed: tuple[str, ...] = ()  # schema keywords not enforced (non-strict schemas): "uniqueItems at #/..."
+    thinking: Thinking | None = None  # a reasoning model's tags, for serving to split the thinking out
 
 
 @dataclass(frozen=True, slots=True)

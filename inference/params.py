@@ -110,6 +110,7 @@ class GenerationRequest:
     constraint: Constraint | None = None
     n: int = 1
     compiled: "CompiledConstraint | None" = None
+    thinking: bool | None = None  # the chat template's thinking switch (inference/thinking.py); None: its default
 
     def choice(self, index: int) -> "GenerationRequest":
         """The single-choice request for choice `index` (its own seed)."""

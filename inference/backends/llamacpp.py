@@ -19,16 +19,17 @@ import numpy as np
 
 from django.conf import settings
 
-from llmservice.errors import ContextLengthExceeded, InternalError, InvalidRequest, ModelUnavailable
+from llmservice.errors import ContextLengthExceeded, InternalError, InvalidRequest, ModelUnavailable, UnsupportedParameter
 
 from ..constraints import CompileLimits, ConstraintCompiler, DuplicateCallGuard, Matcher, ToolCalls, detect_tool_format
 from ..constraints.tool_formats import GENERIC
 from ..decoding import TextAssembler
 from ..engines.serial import SerialEngine
-from ..events import Delta, Event, Finished, Started, TokenLogprob
+from ..events import Delta, Event, Finished, Started, Thinking, TokenLogprob
 from ..gguf import gguf_problem
 from ..options import EngineOptions, option, options_load
 from ..params import GenerationRequest, ModelSpec, SamplingParams
+from ..thinking import NO_SWITCH, thinking_state, thinking_switch, thinking_tags
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +80,7 @@ class LlamaCppBackend:
         self._formatter, self._stop_token_ids = self._chat_formatter(spec.load.get("chat_format"))
         template = None if spec.load.get("chat_format") else llama.metadata.get("tokenizer.chat_template")
         self.tool_format = detect_tool_format(template) if template else GENERIC
+        self.thinking_tags, self.thinking_switch = thinking_tags(template), thinking_switch(template)
         self.constraint_compiler = ConstraintCompiler(
             self._constraint_tokenizer(), n_vocab=llama.n_vocab(), tool_format=self.tool_format, limits=compile_limits()
         )
@@ -130,7 +132,7 @@ class LlamaCppBackend:
         compiled = request.compiled
         if request.constraint is not None and compiled is None:
             raise InternalError(UNPREPARED)
-        tokens, stops, param, echo = self._prompt(request)
+        tokens, stops, param, echo, thinking = self._prompt(request)
         if len(tokens) >= self._n_ctx:
             raise ContextLengthExceeded(
                 f"This model's maximum context length is {self._n_ctx} tokens. However, your "
@@ -143,7 +145,8 @@ class LlamaCppBackend:
             constraint = _Constraint(compiled.matcher(), compiled.guard(), compiled.preserved_tokens)
             processors = [*(processors or []), constraint.mask]  # last: what it allows is final
         relaxed = tuple(str(r) for r in compiled.relaxed) if compiled else ()
-        yield Started(prompt_tokens=len(tokens), echo=echo, tool_format=self.tool_format.name, relaxed=relaxed)
+        yield Started(prompt_tokens=len(tokens), echo=echo, tool_format=self.tool_format.name, relaxed=relaxed,
+                      thinking=thinking)
         yield from self._decode(tokens, request.sampling, stops, processors, recorder, should_stop, constraint)
 
     def _constraint_tokenizer(self):
@@ -175,13 +178,18 @@ class LlamaCppBackend:
         )
         return formatter, {eos_id}
 
-    def _prompt(self, request: GenerationRequest) -> tuple[list[int], list[str], str, str | None]:
+    def _prompt(self, request: GenerationRequest) -> tuple[list[int], list[str], str, str | None, Thinking | None]:
         stops = list(request.sampling.stop)
         if request.messages is not None:
             calls = request.constraint if isinstance(request.constraint, ToolCalls) else None
             messages, tools = self.tool_format.render(request.messages, calls)
+            switch: dict[str, bool] = {}
+            if request.thinking is not None:
+                if self.thinking_switch is None:
+                    raise UnsupportedParameter(NO_SWITCH, param="reasoning_effort")
+                switch[self.thinking_switch] = request.thinking
             try:
-                result = self._formatter(messages=messages, tools=tools)
+                result = self._formatter(messages=messages, tools=tools, **switch)
             except Exception as exc:  # the template's own raise_exception(), or a Jinja error
                 raise InvalidRequest(
                     f"The model's chat template rejected these messages: {exc}", param="messages"
@@ -190,7 +198,8 @@ class LlamaCppBackend:
                 result.prompt.encode("utf-8"), add_bos=not result.added_special, special=True
             )
             template_stops = result.stop if isinstance(result.stop, list) else [result.stop]
-            return tokens, stops + [s for s in template_stops if s], "messages", None
+            thinking = thinking_state(self.thinking_tags, result.prompt)
+            return tokens, stops + [s for s in template_stops if s], "messages", None, thinking
         prompt = request.prompt
         if isinstance(prompt, tuple):
             tokens = list(prompt)
@@ -201,7 +210,7 @@ class LlamaCppBackend:
         else:
             text = prompt or ""
             tokens = self._llama.tokenize(text.encode("utf-8"), add_bos=True, special=True)
-        return tokens, stops, "prompt", text if request.echo else None
+        return tokens, stops, "prompt", text if request.echo else None, None
 
     # --- decode loop ------------------------------------------------------------------------
     def _decode(
