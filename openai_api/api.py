@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ninja import NinjaAPI
+from pydantic import BaseModel
 
 from .access import ApiKeyAuth
 from .errors import install_error_handlers
@@ -13,8 +14,27 @@ from .routers.embeddings import router as embeddings_router
 from .routers.health import health
 from .routers.models import router as models_router
 from .routers.rerank import router as rerank_router
+from .schemas.objects import ChatCompletionChunk
 
-api = NinjaAPI(
+# Stream chunks are no operation's JSON response, so ninja would leave them out of the document.
+STREAMED: tuple[type[BaseModel], ...] = (ChatCompletionChunk,)
+
+
+class ServiceAPI(NinjaAPI):
+    """The API whose OpenAPI document also holds the stream chunks' schemas."""
+
+    def get_openapi_schema(self, *args, **kwargs):
+        schema = super().get_openapi_schema(*args, **kwargs)
+        components = schema["components"].setdefault("schemas", {})
+        for model in STREAMED:
+            definition = model.model_json_schema(ref_template="#/components/schemas/{model}")
+            for name, sub in definition.pop("$defs", {}).items():
+                components.setdefault(name, sub)
+            components.setdefault(model.__name__, definition)
+        return schema
+
+
+api = ServiceAPI(
     title="llmservice",
     version="1.0",
     description="OpenAI-compatible API over local models, addressed by tier name.",

@@ -2,9 +2,10 @@
 
 The key hashes the whole normalized request body (so tools, response_format and every sampling
 parameter count) with the tier's `config_key`, which changes whenever the tier's configuration
-does. The stored form is the non-streaming response object; a streaming request is answered
-from it as an SSE stream (`cache_sse.py`), and a streamed MISS is reassembled into it.
-Identical requests arriving together generate once: followers wait for the leader (single flight).
+does. The stored form is the neutral `GenerationResult` (serving/results.py) as JSON, never an
+endpoint's bytes: a hit is rendered by the endpoint's own renderer, streamed or not, exactly as a
+live answer is. Identical requests arriving together generate once: followers wait for the
+leader (single flight).
 """
 
 from __future__ import annotations
@@ -15,38 +16,32 @@ import json
 import logging
 import threading
 import time
-import uuid
 from collections import OrderedDict, defaultdict
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Awaitable, Callable
+from typing import Any, Awaitable, Callable
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponse
 
 from registry import selectors, services
 from registry.signals import cached_responses_cleared
 
 from .access import authorized_tier
 from .request_record import note_tier, note_tokens
-from .cache_sse import StreamAssembler, replay_sse, sse_events, strip_usage
-from .schemas.common import StreamOptions
-from .serving.common import uncacheable
+from .serving.common import ServedEndpoint
+from .serving.results import RESULT_VERSION, GenerationResult
 
 logger = logging.getLogger(__name__)
 
 HIT, MISS = "HIT", "MISS"
 # Fields that never change an answer: the stream framing is rebuilt, `user` is only a label.
 UNKEYED_FIELDS = ("stream", "stream_options", "user")
-# Response headers that belong to the answer, kept with it and replayed on a hit (under this key
-# of the stored object, which is never sent as such).
-REPLAYED_HEADERS = ("X-Schema-Relaxed",)
-HEADERS_KEY = "_llmservice_headers"
 
 
 @dataclass
 class Entry:
-    response: dict
+    response: dict  # GenerationResult.to_json()
     tier: str
     expires: float  # time.time()
     size: int
@@ -153,7 +148,8 @@ def normalized_request(body: Any, tier_name: str) -> dict:
 
 
 def request_key(*, endpoint: str, config_key: str, request: dict) -> str:
-    payload = json.dumps([endpoint, config_key, request], sort_keys=True, separators=(",", ":"))
+    """The stored form's version is part of the key: entries of an older form are never read."""
+    payload = json.dumps([endpoint, config_key, RESULT_VERSION, request], sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
@@ -268,26 +264,8 @@ def _mark(response: HttpResponse, outcome: str) -> HttpResponse:
     return response
 
 
-def _hit_response(entry: Entry, *, stream: bool, include_usage: bool, endpoint: str) -> HttpResponse:
-    prefix = "chatcmpl" if endpoint == "chat" else "cmpl"
-    payload = {**entry.response, "id": f"{prefix}-{uuid.uuid4().hex[:24]}", "created": int(time.time())}
-    headers = payload.pop(HEADERS_KEY, None) or {}
-    if stream:
-        response = StreamingHttpResponse(replay_sse(payload, endpoint=endpoint, include_usage=include_usage),
-                                         content_type="text/event-stream")
-        response["Cache-Control"] = "no-cache"
-        response["X-Accel-Buffering"] = "no"
-    else:
-        response = HttpResponse(json.dumps(payload), content_type="application/json")
-    for name, value in headers.items():
-        response[name] = value
-    return _mark(response, HIT)
-
-
-async def cached_call(
-    request: HttpRequest, body: Any, *, endpoint: str, call: Callable[..., Awaitable[HttpResponse]]
-) -> HttpResponse:
-    """Answer `body` from the cache when allowed, else run `call(body, spec=...)` (storing its answer).
+async def cached_call(request: HttpRequest, body: Any, *, endpoint: ServedEndpoint) -> HttpResponse:
+    """Answer `body` from the cache when allowed, else run the endpoint live (storing its result).
 
     The tier is read once here and handed on, so a request costs one registry query."""
     tier = await authorized_tier(request, model=body.model)
@@ -297,11 +275,9 @@ async def cached_call(
         body=body, tier=tier, defaults=dict(spec.defaults), cache_control=request.headers.get("Cache-Control", "")
     )
     if not decision.read and not decision.write:
-        return _mark(await call(body, spec=spec), MISS)
+        return _mark(await endpoint.run(body, spec=spec), MISS)
     normalized = normalized_request(body, tier.name)
-    key = request_key(endpoint=endpoint, config_key=spec.config_key, request=normalized)
-    stream = bool(body.stream)
-    include_usage = bool(body.stream_options and body.stream_options.include_usage)
+    key = request_key(endpoint=endpoint.name, config_key=spec.config_key, request=normalized)
 
     leader: asyncio.Future | None = None
     if decision.read:
@@ -316,11 +292,11 @@ async def cached_call(
             finally:
                 response_cache.waiting -= 1
             entry = await cache_lookup(key)
-        if entry is not None:
+        result = _stored_result(entry)
+        if result is not None:
             response_cache.count(tier.name, HIT)
-            usage = entry.response.get("usage") or {}
-            note_tokens(prompt_tokens=usage.get("prompt_tokens"), completion_tokens=usage.get("completion_tokens"))
-            return _hit_response(entry, stream=stream, include_usage=include_usage, endpoint=endpoint)
+            note_tokens(prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens)
+            return _mark(endpoint.replay(body, spec=spec, result=result), HIT)
         response_cache.count(tier.name, MISS)
         if key not in response_cache.inflight:
             leader = asyncio.get_running_loop().create_future()
@@ -333,42 +309,33 @@ async def cached_call(
             if not leader.done():
                 leader.set_result(None)
 
-    kept_headers: dict[str, str] = {}  # the answer's own headers, stored with it
-
-    async def store(response_obj: dict) -> None:
-        if kept_headers:
-            response_obj = {**response_obj, HEADERS_KEY: kept_headers}
-        fingerprint = response_obj.get("system_fingerprint")
-        if fingerprint and fingerprint != f"fp_{spec.config_key}":
-            logger.info("%s: tier edited while answering; answer not cached", tier.name)
-            return  # made under another configuration than the key says
-        await cache_store(key=key, tier=tier.name, endpoint=endpoint, config_key=spec.config_key,
-                          request=normalized, response=response_obj)
+    async def keep(result: GenerationResult) -> None:
+        try:
+            await cache_store(key=key, tier=tier.name, endpoint=endpoint.name, config_key=spec.config_key,
+                              request=normalized, response=result.to_json())
+        finally:
+            release()
 
     try:
-        if stream and not include_usage:
-            # The stored object needs usage: ask for it, and strip it from what this client sees.
-            options = body.stream_options or StreamOptions()
-            body = body.model_copy(update={"stream_options": options.model_copy(update={"include_usage": True})})
-        response = await call(body, spec=spec)
+        response = await endpoint.run(body, spec=spec, keep=keep if decision.write else None)
     except BaseException:
         release()
         raise
-    kept_headers.update((name, response[name]) for name in REPLAYED_HEADERS if name in response)
-    if not isinstance(response, StreamingHttpResponse):
-        try:
-            if response.status_code == 200 and not uncacheable(response):  # cut short by its deadline: never stored
-                await store(json.loads(response.content))
-        finally:
-            release()
-        return _mark(response, MISS)
-    async def store_complete(response_obj: dict) -> None:
-        if not uncacheable(response):
-            await store(response_obj)
-
-    response.streaming_content = _capture(response.streaming_content, endpoint, include_usage, store_complete, release)
-    _release_on_close(response, release)
+    if response.streaming:
+        _release_on_close(response, release)  # a stream that ends early never calls keep
+    else:
+        release()
     return _mark(response, MISS)
+
+
+def _stored_result(entry: Entry | None) -> GenerationResult | None:
+    if entry is None:
+        return None
+    try:
+        return GenerationResult.from_json(entry.response)
+    except (ValueError, KeyError, TypeError):
+        logger.warning("cache entry of another form ignored")
+        return None
 
 
 def _release_on_close(response: HttpResponse, release: Callable[[], None]) -> None:
@@ -387,25 +354,3 @@ def _release_on_close(response: HttpResponse, release: Callable[[], None]) -> No
                 pass
 
     response.close = close_and_release
-
-
-async def _capture(
-    chunks: AsyncIterator[bytes], endpoint: str, include_usage: bool, store, release
-) -> AsyncIterator[bytes]:
-    """Pass a streamed MISS through to the client, reassembling it; store it if it completed."""
-    assembler = StreamAssembler(endpoint)
-    completed = failed = False
-    try:
-        async for chunk in chunks:
-            for event in sse_events(chunk):
-                if event is None:
-                    completed = True
-                elif "error" in event:
-                    failed = True
-                else:
-                    assembler.feed(event)
-            yield chunk if include_usage else strip_usage(chunk)
-        if completed and not failed and assembler.usage is not None:
-            await store(assembler.result())
-    finally:
-        release()

@@ -1,4 +1,4 @@
-"""Chat completions: run the choices, shape them as OpenAI chat objects or chunks.
+"""Chat completions: run the choices, render them as chat objects or chunks (live or replayed).
 
 https://platform.openai.com/docs/api-reference/chat/object
 https://platform.openai.com/docs/api-reference/chat-streaming
@@ -6,128 +6,141 @@ https://platform.openai.com/docs/api-reference/chat-streaming
 
 from __future__ import annotations
 
-from contextlib import aclosing
-from typing import AsyncIterator
-
 from django.http import HttpResponse
 
 from inference.constraints import ToolCalls
-from inference.events import Delta, Finished
+from inference.events import TokenLogprob
 from inference.params import ModelSpec
-from llmservice.errors import ServiceError
 from registry.selectors import tier_spec_aget
 
 from ..schemas.chat import ChatCompletionRequest
-from .common import (
-    SSE_DONE,
-    Generation,
-    Outcome,
-    chat_logprobs,
-    deadline,
-    deadline_error,
-    envelope,
-    json_response,
-    new_id,
-    now,
-    open_generation,
-    public_reason,
-    require_kind,
-    sse,
-    sse_error,
-    sse_response,
-    usage,
-    with_relaxed,
+from ..schemas.objects import (
+    ChatChunkChoice,
+    ChatCompletion,
+    ChatCompletionChoice,
+    ChatCompletionChunk,
+    ChatCompletionMessage,
+    ChatDelta,
+    ChatLogprobs,
+    ChunkFunction,
+    ChunkToolCall,
+    FunctionCallObject,
+    TokenLogprobObject,
+    ToolCallObject,
+    TopLogprob,
 )
-from .tool_calls import ToolCallDeltas, chat_message, finish_reason
+from .choices import ArgumentsOut, CallOpened, ChoiceClosed, ChoiceOpened, ChoiceRun, Output, ReasoningOut, TextOut, replay_outputs
+from .common import Keep, ServedEndpoint, json_response, new_id, now, replayed, require_kind, sse_response, sse_stream, usage, with_relaxed
+from .results import GenerationResult
 
 
-async def chat_completion(body: ChatCompletionRequest, *, spec: ModelSpec | None = None) -> HttpResponse:
-    """`spec` when the caller already resolved the tier (the cache layer does)."""
+async def chat_completion(body: ChatCompletionRequest, *, spec: ModelSpec | None = None, keep: Keep | None = None) -> HttpResponse:
+    """`spec` when the caller already resolved the tier; `keep` stores the complete result (the cache)."""
     spec = spec or await tier_spec_aget(model=body.model)
     require_kind(spec, "chat", "chat completions")
     request = body.to_generation(spec)
+    run = ChoiceRun(spec, [request], stream=bool(body.stream))
+    await run.start()
+    renderer = ChatRenderer(spec, body, forced_calls=bool(run.calls and run.calls.choice != "auto"))
+    if body.stream:
+        return with_relaxed(sse_response(sse_stream(renderer, run.outputs(), run.result, keep)), run.result.relaxed)
+    result = await run.collect()
+    if keep is not None and not result.timed_out:
+        await keep(result)
+    return with_relaxed(json_response(renderer.whole(result)), result.relaxed)
+
+
+def chat_replay(body: ChatCompletionRequest, *, spec: ModelSpec, result: GenerationResult) -> HttpResponse:
+    """A stored result answered through the same renderer as a live one."""
+    request = body.to_generation(spec)  # the same checks as a live request
     calls = request.constraint if isinstance(request.constraint, ToolCalls) else None
-    stream = bool(body.stream)
-    outcome = Outcome()
-    generation = await open_generation(spec, request, stream=stream, deadline=deadline(), outcome=outcome)
-    ident, created = new_id("chatcmpl"), now()
-    if stream:
-        include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        response = with_relaxed(sse_response(_stream(spec, generation, ident, created, include_usage, calls)), generation)
-        response.outcome = outcome
-        return response
-    outputs = await generation.collect()
-    if outcome.timed_out and not any("".join(c.text) for c in outputs):
-        raise deadline_error()
-    shaped = []
-    for c in outputs:
-        message, called = chat_message("".join(c.text), calls, generation.started.tool_format)
-        shaped.append(
-            {
-                "index": c.index,
-                "message": message,
-                "logprobs": chat_logprobs(c.logprobs) if body.logprobs else None,
-                "finish_reason": finish_reason(c.finish_reason, called),
-            }
+    renderer = ChatRenderer(spec, body, forced_calls=bool(calls and calls.choice != "auto"))
+    if body.stream:
+        response = sse_response(sse_stream(renderer, replayed(replay_outputs(result)), result, None))
+    else:
+        response = json_response(renderer.whole(result))
+    return with_relaxed(response, result.relaxed)
+
+
+CHAT = ServedEndpoint("chat", chat_completion, chat_replay)
+
+
+class ChatRenderer:
+    """The one shape of a chat answer: whole, or as chunks (the same ones live and replayed)."""
+
+    def __init__(self, spec: ModelSpec, body: ChatCompletionRequest, *, forced_calls: bool):
+        self.ident, self.created = new_id("chatcmpl"), now()
+        self.model, self.fingerprint = spec.name, f"fp_{spec.config_key}"
+        self.logprobs = bool(body.logprobs)
+        self.include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        self.forced_calls = forced_calls  # OpenAI opens a forced tool call's message with content null
+
+    def _chunk(self, index: int, delta: ChatDelta, finish_reason: str | None = None,
+               logprobs: ChatLogprobs | None = None) -> ChatCompletionChunk:
+        chunk = ChatCompletionChunk(
+            id=self.ident, object="chat.completion.chunk", created=self.created, model=self.model,
+            system_fingerprint=self.fingerprint,
+            choices=[ChatChunkChoice(index=index, delta=delta, logprobs=logprobs, finish_reason=finish_reason)],
         )
-    payload = {
-        **envelope(ident, "chat.completion", created, spec),
-        "choices": shaped,
-        "usage": usage(generation.started.prompt_tokens, sum(c.completion_tokens for c in outputs)),
-    }
-    response = with_relaxed(json_response(payload), generation)
-    response.outcome = outcome
-    return response
+        if self.include_usage:
+            chunk.usage = None
+        return chunk
 
+    def chunk(self, out: Output) -> ChatCompletionChunk | None:
+        if isinstance(out, TextOut):
+            logprobs = chat_logprobs(out.logprobs) if self.logprobs and out.logprobs else None
+            return self._chunk(out.index, ChatDelta(content=out.text), logprobs=logprobs)
+        if isinstance(out, ReasoningOut):
+            return self._chunk(out.index, ChatDelta(reasoning_content=out.text))
+        if isinstance(out, CallOpened):
+            call = ChunkToolCall(index=out.call, id=out.id, type="function", function=ChunkFunction(name=out.name, arguments=""))
+            return self._chunk(out.index, ChatDelta(tool_calls=[call]))
+        if isinstance(out, ArgumentsOut):
+            call = ChunkToolCall(index=out.call, function=ChunkFunction(arguments=out.text))
+            return self._chunk(out.index, ChatDelta(tool_calls=[call]))
+        if isinstance(out, ChoiceOpened):
+            return self._chunk(out.index, ChatDelta(role="assistant", content=None if self.forced_calls else ""))
+        if isinstance(out, ChoiceClosed):
+            return self._chunk(out.index, ChatDelta(), finish_reason=out.finish_reason)
+        return None
 
-async def _stream(
-    spec: ModelSpec,
-    generation: Generation,
-    ident: str,
-    created: int,
-    include_usage: bool,
-    calls: ToolCalls | None,
-) -> AsyncIterator[bytes]:
-    base = envelope(ident, "chat.completion.chunk", created, spec)
-    if include_usage:
-        base["usage"] = None
+    def closing(self, result: GenerationResult) -> list[ChatCompletionChunk]:
+        if not self.include_usage:
+            return []
+        return [ChatCompletionChunk(
+            id=self.ident, object="chat.completion.chunk", created=self.created, model=self.model,
+            system_fingerprint=self.fingerprint, choices=[], usage=usage(result.prompt_tokens, result.completion_tokens),
+        )]
 
-    def chunk(index: int, delta: dict, finish_reason: str | None = None, logprobs: dict | None = None) -> bytes:
-        return sse(
-            {**base, "choices": [{"index": index, "delta": delta, "logprobs": logprobs, "finish_reason": finish_reason}]}
+    def whole(self, result: GenerationResult) -> ChatCompletion:
+        choices = []
+        for c in result.choices:
+            message = ChatCompletionMessage(role="assistant", content=None if c.tool_calls else c.text, refusal=None)
+            if c.tool_calls:
+                message.tool_calls = [
+                    ToolCallObject(id=t.id, type="function", function=FunctionCallObject(name=t.name, arguments=t.arguments))
+                    for t in c.tool_calls
+                ]
+            if c.reasoning is not None:
+                message.reasoning_content = c.reasoning
+            logprobs = chat_logprobs(c.logprobs or []) if self.logprobs else None
+            choices.append(ChatCompletionChoice(index=c.index, message=message, logprobs=logprobs, finish_reason=c.finish_reason))
+        return ChatCompletion(
+            id=self.ident, object="chat.completion", created=self.created, model=self.model,
+            system_fingerprint=self.fingerprint, choices=choices,
+            usage=usage(result.prompt_tokens, result.completion_tokens),
         )
 
-    tool_format = generation.started.tool_format
-    parsers = [ToolCallDeltas(calls, tool_format) if calls is not None else None for _ in range(generation.n)]
-    opened = [False] * generation.n
-    produced = False  # any text yet, in any choice
-    completion_tokens = 0
-    try:
-        async with aclosing(generation.events):
-            async for event in generation.events:
-                if not isinstance(event, (Delta, Finished)):
-                    continue
-                index, parser = event.index, parsers[event.index]
-                if not opened[index]:
-                    opened[index] = True
-                    yield chunk(index, parser.first_delta if parser else {"role": "assistant", "content": ""})
-                if isinstance(event, Delta):
-                    produced = produced or bool(event.text)
-                    logprobs = chat_logprobs(event.logprobs) if event.logprobs else None
-                    if parser is None:
-                        yield chunk(index, {"content": event.text}, logprobs=logprobs)
-                        continue
-                    for delta in parser.feed(event.text):
-                        yield chunk(index, delta, logprobs=logprobs)
-                        logprobs = None
-                else:
-                    if event.reason == "timeout" and not produced:
-                        raise deadline_error()  # nothing to show for it: the error event below
-                    called = bool(parser and parser.called)
-                    yield chunk(index, {}, finish_reason=finish_reason(public_reason(event.reason), called))
-                    completion_tokens += event.completion_tokens
-        if include_usage:
-            yield sse({**base, "choices": [], "usage": usage(generation.started.prompt_tokens, completion_tokens)})
-    except ServiceError as exc:
-        yield sse_error(exc)
-    yield SSE_DONE
+
+def chat_logprobs(entries: list[TokenLogprob]) -> ChatLogprobs:
+    """https://platform.openai.com/docs/api-reference/chat/object#chat/object-choices"""
+    return ChatLogprobs(
+        content=[
+            TokenLogprobObject(
+                token=e.token, logprob=e.logprob, bytes=e.bytes,
+                top_logprobs=[TopLogprob(token=t, logprob=lp, bytes=b) for t, lp, b in e.top],
+            )
+            for e in entries
+        ],
+        refusal=None,
+    )

@@ -1,4 +1,4 @@
-"""What chat and completions share: running choices, SSE framing, usage, error events."""
+"""What chat and completions share: opening generations, SSE framing, usage, error events."""
 
 from __future__ import annotations
 
@@ -6,14 +6,15 @@ import json
 import time
 import uuid
 from contextlib import aclosing
-from dataclasses import dataclass, field
-from typing import AsyncIterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, AsyncIterator, Awaitable, Callable, Iterable, Protocol
 
 from django.conf import settings
 from django.http import HttpResponse, StreamingHttpResponse
+from pydantic import BaseModel
 
 from inference.admission import DEADLINE_PASSED, request_deadline
-from inference.events import Delta, Event, Finished, Started, TokenLogprob
+from inference.events import Event, Finished, Started
 from inference.manager import get_manager
 from inference.params import GenerationRequest, ModelSpec
 from llmservice.errors import DeadlineExceeded, ServiceError, WrongModelKind
@@ -21,6 +22,11 @@ from llmservice.errors import DeadlineExceeded, ServiceError, WrongModelKind
 from ..access import meter_tokens
 from ..errors import error_body
 from ..request_record import new_generation_stats, note_tier
+from ..schemas.objects import Usage, to_json
+
+if TYPE_CHECKING:
+    from .choices import Output
+    from .results import GenerationResult
 
 SSE_DONE = b"data: [DONE]\n\n"
 RELAXED_HEADER = "X-Schema-Relaxed"  # what a non-strict schema was not held to (the cache replays it)
@@ -44,17 +50,17 @@ def now() -> int:
     return int(time.time())
 
 
-def envelope(ident: str, obj: str, created: int, spec: ModelSpec) -> dict:
-    """The fields every response object and chunk starts with, in the spec's order."""
-    return {"id": ident, "object": obj, "created": created, "model": spec.name, "system_fingerprint": f"fp_{spec.config_key}"}
-
-
 def sse(payload: dict) -> bytes:
     return b"data: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n\n"
 
 
-def json_response(payload: dict, status: int = 200) -> HttpResponse:
-    return HttpResponse(json.dumps(payload), status=status, content_type="application/json")
+def sse_bytes(obj: BaseModel) -> bytes:
+    return b"data: " + to_json(obj) + b"\n\n"
+
+
+def json_response(obj: BaseModel | dict, status: int = 200) -> HttpResponse:
+    body = to_json(obj) if isinstance(obj, BaseModel) else json.dumps(obj)
+    return HttpResponse(body, status=status, content_type="application/json")
 
 
 def sse_response(chunks: AsyncIterator[bytes]) -> StreamingHttpResponse:
@@ -91,37 +97,6 @@ class Outcome:
     timed_out: bool = False
 
 
-def uncacheable(response: HttpResponse) -> bool:
-    outcome = getattr(response, "outcome", None)
-    return bool(outcome and outcome.timed_out)
-
-
-@dataclass
-class ChoiceOutput:
-    """What one choice has produced so far."""
-
-    index: int
-    text: list[str] = field(default_factory=list)
-    logprobs: list[TokenLogprob] = field(default_factory=list)
-    finished: Finished | None = None
-
-    def absorb(self, event: Event) -> None:
-        if isinstance(event, Delta):
-            self.text.append(event.text)
-            if event.logprobs:
-                self.logprobs.extend(event.logprobs)
-        elif isinstance(event, Finished):
-            self.finished = event
-
-    @property
-    def finish_reason(self) -> str:
-        return public_reason(self.finished.reason) if self.finished else "length"
-
-    @property
-    def completion_tokens(self) -> int:
-        return self.finished.completion_tokens if self.finished else 0
-
-
 @dataclass
 class Generation:
     """One prompt's generation in progress (all its n choices), opened and past its `Started` event.
@@ -131,14 +106,6 @@ class Generation:
     events: AsyncIterator[Event]
     started: Started
     n: int
-
-    async def collect(self) -> list[ChoiceOutput]:
-        outputs = [ChoiceOutput(i) for i in range(self.n)]
-        async with aclosing(self.events):
-            async for event in self.events:
-                if isinstance(event, (Delta, Finished)):
-                    outputs[event.index].absorb(event)
-        return outputs
 
 
 async def open_generation(
@@ -176,9 +143,8 @@ async def _observed(events: AsyncIterator[Event], outcome: Outcome) -> AsyncIter
             yield event
 
 
-def with_relaxed(response: HttpResponse, generation: "Generation") -> HttpResponse:
+def with_relaxed(response: HttpResponse, relaxed: tuple[str, ...]) -> HttpResponse:
     """Name, in a header, the schema keywords this answer was not held to (non-strict schemas)."""
-    relaxed = generation.started.relaxed
     if relaxed:
         value = ", ".join(relaxed)
         if len(value) > RELAXED_HEADER_MAX:
@@ -188,39 +154,56 @@ def with_relaxed(response: HttpResponse, generation: "Generation") -> HttpRespon
     return response
 
 
-def usage(prompt_tokens: int, completion_tokens: int) -> dict:
-    return {
-        "prompt_tokens": prompt_tokens,
-        "completion_tokens": completion_tokens,
-        "total_tokens": prompt_tokens + completion_tokens,
-    }
+def usage(prompt_tokens: int, completion_tokens: int) -> Usage:
+    return Usage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
+                 total_tokens=prompt_tokens + completion_tokens)
 
 
-def chat_logprobs(entries: list[TokenLogprob]) -> dict:
-    """https://platform.openai.com/docs/api-reference/chat/object#chat/object-choices"""
-    return {
-        "content": [
-            {
-                "token": e.token,
-                "logprob": e.logprob,
-                "bytes": e.bytes,
-                "top_logprobs": [{"token": t, "logprob": lp, "bytes": b} for t, lp, b in e.top],
-            }
-            for e in entries
-        ],
-        "refusal": None,
-    }
+Keep = Callable[["GenerationResult"], Awaitable[None]]  # stores a complete result (the cache)
 
 
-def completion_logprobs(entries: list[TokenLogprob], offset: int) -> dict:
-    """The legacy completions shape: parallel lists, text offsets from `offset`."""
-    offsets = []
-    for e in entries:
-        offsets.append(offset)
-        offset += len(e.token)
-    return {
-        "tokens": [e.token for e in entries],
-        "token_logprobs": [e.logprob for e in entries],
-        "top_logprobs": [{t: lp for t, lp, _ in e.top} for e in entries],
-        "text_offset": offsets,
-    }
+class Renderer(Protocol):
+    """One endpoint's shape of a run's outputs: chunks as they come, the closing chunks, the
+    whole object. Live streaming, non-streaming and cache replay all go through it."""
+
+    def chunk(self, out: "Output") -> BaseModel | None: ...
+
+    def closing(self, result: "GenerationResult") -> list[BaseModel]: ...
+
+    def whole(self, result: "GenerationResult") -> BaseModel: ...
+
+
+async def sse_stream(
+    renderer: Renderer, outputs: AsyncIterator["Output"], result: "GenerationResult", keep: Keep | None
+) -> AsyncIterator[bytes]:
+    """A run's outputs as SSE; an error after the first byte goes in-band. A complete answer
+    that was not cut short by its deadline is handed to `keep` once the client has it all."""
+    try:
+        async for out in outputs:
+            chunk = renderer.chunk(out)
+            if chunk is not None:
+                yield sse_bytes(chunk)
+        for chunk in renderer.closing(result):
+            yield sse_bytes(chunk)
+    except ServiceError as exc:
+        yield sse_error(exc)
+        yield SSE_DONE
+        return
+    yield SSE_DONE
+    if keep is not None and not result.timed_out:
+        await keep(result)
+
+
+async def replayed(outputs: Iterable["Output"]) -> AsyncIterator["Output"]:
+    for out in outputs:
+        yield out
+
+
+@dataclass(frozen=True)
+class ServedEndpoint:
+    """What the cache needs of an endpoint: run it live (handing complete results to `keep`),
+    or answer from a stored result through the same renderer."""
+
+    name: str
+    run: Callable[..., Awaitable[HttpResponse]]  # (body, *, spec, keep) -> response
+    replay: Callable[..., HttpResponse]  # (body, *, spec, result) -> response

@@ -1,152 +1,107 @@
-"""Legacy text completions: one or more prompts, n choices each, echo, streaming.
+"""Legacy text completions: one or more prompts, n choices each, echo, streaming; rendered live
+or replayed from a stored result by the same renderer.
 
 https://platform.openai.com/docs/api-reference/completions/object
 """
 
 from __future__ import annotations
 
-from contextlib import aclosing
-from typing import AsyncIterator
-
 from django.http import HttpResponse
 
-from inference.events import Delta, Finished
-from inference.params import GenerationRequest, ModelSpec
-from llmservice.errors import DeadlineExceeded, ServiceError
+from inference.events import TokenLogprob
+from inference.params import ModelSpec
 from registry.selectors import tier_spec_aget
 
 from ..schemas.completions import CompletionRequest
-from .common import (
-    SSE_DONE,
-    ChoiceOutput,
-    Generation,
-    Outcome,
-    completion_logprobs,
-    deadline,
-    deadline_error,
-    envelope,
-    json_response,
-    new_id,
-    now,
-    open_generation,
-    public_reason,
-    require_kind,
-    sse,
-    sse_error,
-    sse_response,
-    usage,
-    with_relaxed,
-)
+from ..schemas.objects import Completion, CompletionChoice, CompletionLogprobs
+from .choices import ChoiceClosed, ChoiceRun, Output, TextOut, replay_outputs
+from .common import Keep, ServedEndpoint, json_response, new_id, now, replayed, require_kind, sse_response, sse_stream, usage, with_relaxed
+from .results import GenerationResult
 
 
-async def completion(body: CompletionRequest, *, spec: ModelSpec | None = None) -> HttpResponse:
-    """`spec` when the caller already resolved the tier (the cache layer does)."""
+async def completion(body: CompletionRequest, *, spec: ModelSpec | None = None, keep: Keep | None = None) -> HttpResponse:
+    """`spec` when the caller already resolved the tier; `keep` stores the complete result (the cache)."""
     spec = spec or await tier_spec_aget(model=body.model)
     require_kind(spec, "chat", "completions")
-    requests = body.to_generations(spec)
-    stream = bool(body.stream)
-    outcome, ends = Outcome(), deadline()
-    first = await open_generation(spec, requests[0], stream=stream, deadline=ends, outcome=outcome)
-    ident, created = new_id("cmpl"), now()
-    want_logprobs = body.logprobs is not None
-    if stream:
-        include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        response = with_relaxed(
-            sse_response(_stream(spec, first, requests, ident, created, include_usage, want_logprobs, ends, outcome)), first
-        )
-        response.outcome = outcome
-        return response
-    choices = []
-    prompt_tokens = completion_tokens = 0
-    for p, request in enumerate(requests):
-        try:
-            generation = first if p == 0 else await open_generation(spec, request, stream=False, deadline=ends, outcome=outcome)
-        except DeadlineExceeded:  # the prompts before this one have answers: keep them, cut the rest
-            outcome.timed_out = True
-            generation = None
-        echo = (generation.started.echo or "") if generation else ""
-        prompt_tokens += generation.started.prompt_tokens if generation else 0
-        outputs = await generation.collect() if generation else [ChoiceOutput(i) for i in range(request.n)]
-        for c in outputs:
-            completion_tokens += c.completion_tokens
-            choices.append(
-                {
-                    "index": p * request.n + c.index,
-                    "text": echo + "".join(c.text),
-                    "logprobs": completion_logprobs(c.logprobs, len(echo)) if want_logprobs else None,
-                    "finish_reason": c.finish_reason,
-                }
-            )
-    if outcome.timed_out and not any(c["text"] for c in choices):
-        raise deadline_error()
-    payload = {
-        **envelope(ident, "text_completion", created, spec),
-        "choices": choices,
-        "usage": usage(prompt_tokens, completion_tokens),
-    }
-    response = with_relaxed(json_response(payload), first)
-    response.outcome = outcome
-    return response
+    run = ChoiceRun(spec, body.to_generations(spec), stream=bool(body.stream))
+    await run.start()
+    renderer = CompletionRenderer(spec, body)
+    if body.stream:
+        return with_relaxed(sse_response(sse_stream(renderer, run.outputs(), run.result, keep)), run.result.relaxed)
+    result = await run.collect()
+    if keep is not None and not result.timed_out:
+        await keep(result)
+    return with_relaxed(json_response(renderer.whole(result)), result.relaxed)
 
 
-async def _stream(
-    spec: ModelSpec,
-    first: Generation,
-    requests: list[GenerationRequest],
-    ident: str,
-    created: int,
-    include_usage: bool,
-    want_logprobs: bool,
-    ends: float | None,
-    outcome: Outcome,
-) -> AsyncIterator[bytes]:
-    base = envelope(ident, "text_completion", created, spec)
-    if include_usage:
-        base["usage"] = None
+def completion_replay(body: CompletionRequest, *, spec: ModelSpec, result: GenerationResult) -> HttpResponse:
+    """A stored result answered through the same renderer as a live one."""
+    body.to_generations(spec)  # the same checks as a live request
+    renderer = CompletionRenderer(spec, body)
+    if body.stream:
+        response = sse_response(sse_stream(renderer, replayed(replay_outputs(result)), result, None))
+    else:
+        response = json_response(renderer.whole(result))
+    return with_relaxed(response, result.relaxed)
 
-    def chunk(index: int, text: str, finish_reason: str | None = None, logprobs: dict | None = None) -> bytes:
-        return sse({**base, "choices": [{"index": index, "text": text, "logprobs": logprobs, "finish_reason": finish_reason}]})
 
-    prompt_tokens = completion_tokens = 0
-    produced = False  # any text yet, in any choice of any prompt
-    generation = first
-    try:
-        for p, request in enumerate(requests):
-            if p:
-                try:
-                    generation = await open_generation(spec, request, deadline=ends, outcome=outcome)
-                except DeadlineExceeded:
-                    if not produced:
-                        raise
-                    outcome.timed_out = True  # the answers so far stand; the remaining prompts are cut
-                    break
-            prompt_tokens += generation.started.prompt_tokens
-            echo = generation.started.echo
-            offsets = [len(echo or "")] * generation.n
-            opened = [False] * generation.n
-            async with aclosing(generation.events):
-                async for event in generation.events:
-                    if not isinstance(event, (Delta, Finished)):
-                        continue
-                    index = p * generation.n + event.index
-                    if echo and not opened[event.index]:
-                        yield chunk(index, echo)
-                    opened[event.index] = True
-                    if isinstance(event, Delta):
-                        produced = produced or bool(event.text)
-                        offset = offsets[event.index]
-                        logprobs = completion_logprobs(event.logprobs or [], offset) if want_logprobs else None
-                        offsets[event.index] = offset + len(event.text)
-                        yield chunk(index, event.text, logprobs=logprobs)
-                    else:
-                        if event.reason == "timeout" and not produced:
-                            raise deadline_error()  # nothing to show for it: the error event below
-                        yield chunk(index, "", finish_reason=public_reason(event.reason))
-                        completion_tokens += event.completion_tokens
-        if include_usage:
-            yield sse({**base, "choices": [], "usage": usage(prompt_tokens, completion_tokens)})
-    except ServiceError as exc:
-        yield sse_error(exc)
-    finally:
-        await generation.events.aclose()
-    yield SSE_DONE
+COMPLETIONS = ServedEndpoint("completions", completion, completion_replay)
+
+
+class CompletionRenderer:
+    """The one shape of a completion: whole, or as chunks (the same ones live and replayed)."""
+
+    def __init__(self, spec: ModelSpec, body: CompletionRequest):
+        self.ident, self.created = new_id("cmpl"), now()
+        self.model, self.fingerprint = spec.name, f"fp_{spec.config_key}"
+        self.logprobs = body.logprobs is not None
+        self.include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        self._offsets: dict[int, int] = {}  # per choice: text sent so far (logprobs' text_offset)
+
+    def _object(self, choices: list[CompletionChoice]) -> Completion:
+        obj = Completion(id=self.ident, object="text_completion", created=self.created, model=self.model,
+                         system_fingerprint=self.fingerprint, choices=choices)
+        if self.include_usage:
+            obj.usage = None
+        return obj
+
+    def chunk(self, out: Output) -> Completion | None:
+        if isinstance(out, TextOut):
+            offset = self._offsets.get(out.index, 0)
+            self._offsets[out.index] = offset + len(out.text)
+            logprobs = completion_logprobs(out.logprobs or [], offset) if self.logprobs else None
+            return self._object([CompletionChoice(index=out.index, text=out.text, logprobs=logprobs, finish_reason=None)])
+        if isinstance(out, ChoiceClosed):
+            return self._object([CompletionChoice(index=out.index, text="", logprobs=None, finish_reason=out.finish_reason)])
+        return None  # opened: nothing to say until there is text
+
+    def closing(self, result: GenerationResult) -> list[Completion]:
+        if not self.include_usage:
+            return []
+        return [Completion(id=self.ident, object="text_completion", created=self.created, model=self.model,
+                           system_fingerprint=self.fingerprint, choices=[],
+                           usage=usage(result.prompt_tokens, result.completion_tokens))]
+
+    def whole(self, result: GenerationResult) -> Completion:
+        choices = [
+            CompletionChoice(index=c.index, text=c.text, finish_reason=c.finish_reason,
+                             logprobs=completion_logprobs(c.logprobs or [], 0) if self.logprobs else None)
+            for c in result.choices
+        ]
+        return Completion(id=self.ident, object="text_completion", created=self.created, model=self.model,
+                          system_fingerprint=self.fingerprint, choices=choices,
+                          usage=usage(result.prompt_tokens, result.completion_tokens))
+
+
+def completion_logprobs(entries: list[TokenLogprob], offset: int) -> CompletionLogprobs:
+    """The legacy completions shape: parallel lists, text offsets from `offset`."""
+    offsets = []
+    for e in entries:
+        offsets.append(offset)
+        offset += len(e.token)
+    return CompletionLogprobs(
+        tokens=[e.token for e in entries],
+        token_logprobs=[e.logprob for e in entries],
+        top_logprobs=[{t: lp for t, lp, _ in e.top} for e in entries],
+        text_offset=offsets,
+    )

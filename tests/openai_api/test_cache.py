@@ -9,10 +9,12 @@ from asgiref.sync import sync_to_async
 from django.test import AsyncClient
 
 from openai_api.cache import response_cache
-from openai_api.cache_sse import StreamAssembler, replay_sse, sse_events
+from openai_api.serving.results import ChoiceResult, GenerationResult, ToolCallResult
 from registry.models import CachedResponse, Tier
 from registry.services import cached_response_clear
+from inference.events import TokenLogprob
 from tests.helpers import async_wait_until
+from tests.sse import sse_events
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -133,26 +135,20 @@ async def test_clearing_a_tier_empties_memory_and_database(tier):
     assert (await post(CHAT, chat_body()))["X-Cache"] == "MISS"
 
 
-def test_assembler_merges_tool_call_deltas_and_replay_round_trips():
-    asm = StreamAssembler("chat")
-    asm.feed({"id": "x", "created": 1, "model": "m", "choices": [{"index": 0, "delta": {"role": "assistant"}}]})
-    call = {"index": 0, "id": "call_1", "type": "function", "function": {"name": "get", "arguments": '{"a"'}}
-    asm.feed({"choices": [{"index": 0, "delta": {"tool_calls": [call]}}]})
-    asm.feed({"choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, "function": {"arguments": ": 1}"}}]}}]})
-    asm.feed({"choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}], "usage": None})
-    asm.feed({"choices": [], "usage": {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3}})
-    result = asm.result()
-    assert result["choices"][0]["message"]["tool_calls"][0]["function"] == {"name": "get", "arguments": '{"a": 1}'}
-
-    async def replayed():
-        return b"".join([c async for c in replay_sse(result, endpoint="chat", include_usage=True)])
-
-    again = StreamAssembler("chat")
-    for event in sse_events(asyncio.run(replayed())):
-        if event:
-            again.feed(event)
-    assert again.result()["choices"] == result["choices"]
-    assert again.result()["usage"] == result["usage"]
+def test_a_result_round_trips_through_its_stored_form():
+    result = GenerationResult(
+        choices=[
+            ChoiceResult(0, text="", reasoning="hmm", tool_calls=[ToolCallResult("call_1", "get", '{"a": 1}')],
+                         finish_reason="tool_calls", completion_tokens=7),
+            ChoiceResult(1, text="hé", finish_reason="length", completion_tokens=2,
+                         logprobs=[TokenLogprob("hé", -0.5, [104, 195, 169], [("hé", -0.5, [104, 195, 169])])]),
+        ],
+        prompt_tokens=5, relaxed=("uniqueItems at #",),
+    )
+    stored = json.loads(json.dumps(result.to_json()))
+    assert GenerationResult.from_json(stored) == result
+    with pytest.raises(ValueError):
+        GenerationResult.from_json({**stored, "v": 0})  # another version's form is never read
 
 
 async def test_the_lru_evicts_to_the_database_which_still_answers(tier, settings):

@@ -102,7 +102,7 @@ async def test_deadline_before_a_later_prompt_starts_keeps_the_earlier_answers(p
     """Several prompts, the deadline passing before the later ones start (forced here by making
     the later openings time out): 200, the first prompt's answers kept, every choice present."""
     from llmservice.errors import DeadlineExceeded
-    from openai_api.serving import completions
+    from openai_api.serving import choices as completions
 
     real_open = completions.open_generation
     opened = []
