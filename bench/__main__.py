@@ -28,6 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--smoke", action="store_true", help="a few requests per section (what the tests run)")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent, help="where results go")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (server logs, databases)")
+    parser.add_argument("--only", type=lambda v: {int(n) for n in v.split(",")}, default=None,
+                        help="run only these section numbers, e.g. --only 1,3,5")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request drowns the progress
@@ -47,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     failed: list[str] = []
 
     def attempt(number: int, title: str, run) -> None:
+        if args.only is not None and number not in args.only:
+            return
         logger.info("section %d: %s", number, title)
         try:
             result = run()
