@@ -35,8 +35,8 @@ from .serving.results import RESULT_VERSION, GenerationResult
 logger = logging.getLogger(__name__)
 
 HIT, MISS = "HIT", "MISS"
-# Fields that never change an answer: the stream framing is rebuilt, `user` is only a label.
-UNKEYED_FIELDS = ("stream", "stream_options", "user")
+# Fields that never change an answer: the stream framing is rebuilt, the others are labels or hints.
+UNKEYED_FIELDS = ("stream", "stream_options", "user", "prompt_cache_key", "safety_identifier")
 
 
 @dataclass

@@ -14,16 +14,20 @@ import numpy as np
 
 from inference.engines.forward_pass import ForwardPassEngine
 from inference.engines.serial import SerialEngine
-from inference.events import Delta, Finished, Started
+from inference.events import Delta, Finished, Started, Thinking
 from inference.options import EngineOptions, option
 from inference.retrieval import Embedding, EmbeddingResult, Prepared
 from llmservice.errors import ContextLengthExceeded, InvalidRequest, ModelUnavailable
 
 
+THINKER_TOKENS = ("\n<thi", "nk>Let me", " think.</th", "ink>\n", "\nThe answer", " is 4.")
+
+
 class FakeBackend:
     """Emits "w0 w1 w2 ..." one word per token. model_path controls it:
     "missing" fails to load; "slow" sleeps 0.2 s while loading and 0.02 s per token;
-    "gated" loads only once `load_gate` is set; "crash" fails after two tokens (a backend bug)."""
+    "gated" loads only once `load_gate` is set; "crash" fails after two tokens (a backend bug);
+    "thinker" reports thinking tags and thinks first, its tags cut across tokens (THINKER_TOKENS)."""
 
     loads = 0
     closes = 0
@@ -63,6 +67,12 @@ class FakeBackend:
         prompt_tokens = len(str(prompt).split())
         if prompt_tokens >= self.n_ctx:
             raise ContextLengthExceeded("too long", param="messages" if request.messages else "prompt")
+        if self.spec.model_path == "thinker":
+            yield Started(prompt_tokens=prompt_tokens, thinking=Thinking("<think>", "</think>"))
+            for token in THINKER_TOKENS:
+                yield Delta(token)
+            yield Finished("stop", prompt_tokens, len(THINKER_TOKENS))
+            return
         yield Started(prompt_tokens=prompt_tokens, echo=prompt if request.echo else None)
         limit = request.sampling.max_tokens or 8
         for i in range(limit):

@@ -35,18 +35,37 @@ def merged(events: list[dict | None]) -> dict:
     return choices
 
 
+def skeleton(value):
+    """A JSON value with its leaves replaced by their type names (a list by its distinct items'
+    skeletons): what must match between two answers whose ids, times and text differ."""
+    if isinstance(value, dict):
+        return {k: skeleton(v) for k, v in sorted(value.items())}
+    if isinstance(value, list):
+        items = []
+        for item in value:
+            if skeleton(item) not in items:
+                items.append(skeleton(item))
+        return items
+    return type(value).__name__
+
+
 def shape(events: list[dict | None]) -> list:
-    """The chunk sequence's shape, chunk boundaries of one choice's text collapsed: per event, its
-    keys and, per choice, the delta's keys (consecutive events of the same shape counted once)."""
+    """A stream's chunk sequence as skeletons, runs of same-shaped chunks counted once (chunk
+    boundaries may differ: a live answer streams its text in many pieces, a replay in one)."""
     shapes: list = []
     for event in events:
-        if event is None:
-            item: object = "[DONE]"
-        else:
-            item = (
-                tuple(sorted(event)),
-                tuple((c["index"], tuple(sorted(c.get("delta") or {})), c.get("finish_reason")) for c in event["choices"]),
-            )
+        item = "[DONE]" if event is None else skeleton(event)
         if not shapes or shapes[-1] != item:
             shapes.append(item)
     return shapes
+
+
+def without_ids(obj: dict) -> dict:
+    """A whole answer minus what may differ between a live answer and its replay (ids, times)."""
+    data = json.loads(json.dumps(obj))
+    data.pop("id", None)
+    data.pop("created", None)
+    for choice in data.get("choices", []):
+        for call in (choice.get("message") or {}).get("tool_calls") or []:
+            call.pop("id", None)
+    return data

@@ -6,12 +6,13 @@ from registry.selectors import tier_alist
 
 from ..access import caller_allows, visible_tier
 from ..schemas.errors import READ_ERRORS, error_responses
+from ..schemas.models import ModelCard, ModelList
 from ..serving.models import model_card
 
 router = Router(tags=["models"])
 
 
-@router.get("/models", response={200: dict, **error_responses(*READ_ERRORS)}, summary="List the tiers served here")
+@router.get("/models", response={200: ModelList, **error_responses(*READ_ERRORS)}, summary="List the tiers served here")
 async def list_models(request: HttpRequest):
     """https://platform.openai.com/docs/api-reference/models/list"""
     status = get_manager().status()
@@ -19,7 +20,7 @@ async def list_models(request: HttpRequest):
     return {"object": "list", "data": [model_card(t, status.get(t.name)) for t in tiers]}
 
 
-@router.get("/models/{path:model_id}", response={200: dict, **error_responses(*READ_ERRORS)}, summary="Retrieve one tier by name, alias or model file name")
+@router.get("/models/{path:model_id}", response={200: ModelCard, **error_responses(*READ_ERRORS)}, summary="Retrieve one tier by name, alias or model file name")
 async def retrieve_model(request: HttpRequest, model_id: str):
     """https://platform.openai.com/docs/api-reference/models/retrieve"""
     tier = await visible_tier(request, model=model_id)

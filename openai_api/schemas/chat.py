@@ -24,6 +24,9 @@ from .structured import (
 )
 
 
+THINKING_OFF = ("none", "minimal")  # reasoning_effort values that turn a template's thinking off
+
+
 # --- message content parts ---------------------------------------------------------------------
 class TextPart(StrictModel):
     type: Literal["text"]
@@ -116,8 +119,18 @@ class ChatCompletionRequest(SamplingExtensions, StructuredOutputExtensions):
     parallel_tool_calls: bool | None = None
     prediction: Any = None
     presence_penalty: float | None = Field(None, ge=-2, le=2)
-    reasoning_effort: Any = None
+    prompt_cache_key: str | None = Field(
+        None, max_length=1024, description="Accepted, no output contract: a hint for reusing a prompt's cache."
+    )
+    reasoning_effort: Literal["none", "minimal", "low", "medium", "high"] | None = Field(
+        None,
+        description="Sets the chat template's thinking switch (Qwen3's enable_thinking): none/minimal off, "
+        "low/medium/high on. A 400 for a model whose template has no switch.",
+    )
     response_format: ResponseFormat | None = None
+    safety_identifier: str | None = Field(
+        None, max_length=1024, description="Accepted, no output contract: a stable id of the end user (logs only)."
+    )
     seed: int | None = None
     service_tier: str | None = None
     stop: str | list[str] | None = None
@@ -130,6 +143,7 @@ class ChatCompletionRequest(SamplingExtensions, StructuredOutputExtensions):
     top_logprobs: int | None = Field(None, ge=0, le=20)
     top_p: float | None = Field(None, ge=0, le=1)
     user: str | None = None
+    verbosity: Any = Field(None, description="Refused (400): no length control to honour it with.")
     web_search_options: Any = None
 
     def to_generation(self, spec: ModelSpec) -> GenerationRequest:
@@ -154,10 +168,12 @@ class ChatCompletionRequest(SamplingExtensions, StructuredOutputExtensions):
             stop=self.stop,
         )
         messages = tuple(_flatten(m, i) for i, m in enumerate(self.messages))
-        return GenerationRequest(sampling=sampling, messages=messages, constraint=constraint, n=self.n or 1)
+        thinking = None if self.reasoning_effort is None else self.reasoning_effort not in THINKING_OFF
+        return GenerationRequest(sampling=sampling, messages=messages, constraint=constraint, n=self.n or 1,
+                                 thinking=thinking)
 
     def _refuse_unsupported(self) -> None:
-        for param in ("audio", "prediction", "reasoning_effort", "web_search_options", "functions", "function_call"):
+        for param in ("audio", "prediction", "verbosity", "web_search_options", "functions", "function_call"):
             if getattr(self, param) is not None:
                 raise refuse(param)
         if self.modalities not in (None, ["text"]):

@@ -21,6 +21,9 @@ class StrictModel(BaseModel):
 class StreamOptions(StrictModel):
     """https://platform.openai.com/docs/api-reference/chat/create#chat-create-stream_options"""
 
+    include_obfuscation: bool | None = Field(
+        None, description="Accepted, no effect: chunks never carry OpenAI's `obfuscation` padding field."
+    )
     include_usage: bool | None = None
 
 

@@ -9,6 +9,7 @@ import os
 
 from inference.status import TierStatus
 from registry.models import Tier
+from registry.selectors import tier_spec
 
 
 def model_card(tier: Tier, status: TierStatus | None) -> dict:
@@ -29,4 +30,12 @@ def model_card(tier: Tier, status: TierStatus | None) -> dict:
         "kv_cache_usage": status.kv_cache_usage if status else None,  # 0..1; None without a KV cache
         "aliases": tier.alias_list,
         "model_file": os.path.basename(tier.model_path.rstrip("/")),
+        "context_length": context_length(tier),
     }
+
+
+def context_length(tier: Tier) -> int | None:
+    """The window a chat tier loads with (its own n_ctx, else N_CTX); None for other kinds."""
+    if tier.kind != Tier.Kind.CHAT:
+        return None
+    return tier_spec(tier=tier).load.get("n_ctx")

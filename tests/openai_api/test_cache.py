@@ -14,7 +14,7 @@ from registry.models import CachedResponse, Tier
 from registry.services import cached_response_clear
 from inference.events import TokenLogprob
 from tests.helpers import async_wait_until
-from tests.sse import sse_events
+from tests.sse import merged, shape, skeleton, sse_events, without_ids
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -228,3 +228,55 @@ async def test_a_stream_the_client_abandons_is_not_stored(tier, manager):
     assert manager.status()["fake"].recent[-1].completion_tokens < 200  # cut off, not run to the end
     assert await CachedResponse.objects.acount() == 0 and response_cache.memory_stats() == {}
     assert response_cache.inflight == {}  # nobody would wait for it either
+
+
+async def answer(path, body):
+    """A MISS or HIT: (X-Cache, whole object or SSE events)."""
+    response = await post(path, body)
+    if body.get("stream"):
+        return response["X-Cache"], sse_events(b"".join([c async for c in response.streaming_content]))
+    return response["X-Cache"], json.loads(response.content)
+
+
+@pytest.mark.parametrize("path, body", [
+    (CHAT, chat_body(n=2, seed=3)),
+    (CHAT, chat_body(logprobs=True, top_logprobs=2, stream_options={"include_usage": True})),
+    ("/v1/completions", {"model": "fake", "prompt": ["a b", "c"], "n": 2, "max_tokens": 3, "temperature": 0, "echo": True}),
+    ("/v1/completions", {"model": "fake", "prompt": "a b", "max_tokens": 3, "temperature": 0, "logprobs": 2,
+                         "stream_options": {"include_usage": True}}),
+])
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_hit_is_the_live_answer_through_the_same_renderer(tier, path, body, stream):
+    body = {**body, "stream": stream} if stream else {k: v for k, v in body.items() if k != "stream_options"}
+    miss_cache, live = await answer(path, body)
+    hit_cache, hit = await answer(path, body)
+    assert (miss_cache, hit_cache) == ("MISS", "HIT")
+    if stream:
+        assert shape(hit) == shape(live)
+        assert merged(hit) == merged(live)
+        assert hit[-1] is None and (hit[-2].get("usage") is not None) == ("stream_options" in body)
+    else:
+        assert without_ids(hit) == without_ids(live)
+        assert skeleton(hit) == skeleton(live)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_thinking_answer_replays_its_reasoning(manager, stream):
+    response_cache.clear()
+    await Tier.objects.acreate(name="thinker", backend="fake", model_path="thinker")
+    body = {"model": "thinker", "messages": [{"role": "user", "content": "2+2?"}], "temperature": 0, "stream": stream}
+    (miss, live), (hit_mark, hit) = await answer(CHAT, body), await answer(CHAT, body)
+    assert (miss, hit_mark) == ("MISS", "HIT")
+    if stream:
+        assert merged(hit) == merged(live) and merged(hit)[0]["reasoning"] == "Let me think."
+        assert shape(hit) == shape(live)
+    else:
+        assert without_ids(hit) == without_ids(live)
+        assert hit["choices"][0]["message"]["reasoning_content"] == "Let me think."
+
+
+async def test_the_stored_form_is_the_neutral_result_not_a_response(tier):
+    await post(CHAT, chat_body())
+    row = await CachedResponse.objects.aget()
+    assert set(row.response) == {"v", "prompt_tokens", "relaxed", "choices"}
+    assert row.response["choices"][0]["text"] == "w0 w1 w2 "

@@ -4,8 +4,10 @@ import json
 
 import pytest
 
+from registry.models import Tier
 from tests.fakes import FakeBackend
 from tests.openai_api.conftest import assert_error
+from tests.sse import merged, sse_events as parse_sse
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -115,7 +117,7 @@ README_REFUSED = [
     ({"modalities": ["text", "audio"]}, "modalities"),
     ({"modalities": ["audio"]}, "modalities"),
     ({"prediction": {"type": "content", "content": "x"}}, "prediction"),
-    ({"reasoning_effort": "low"}, "reasoning_effort"),
+    ({"verbosity": "low"}, "verbosity"),
     ({"web_search_options": {}}, "web_search_options"),
     ({"functions": [{"name": "f", "parameters": {}}]}, "functions"),
     ({"function_call": "auto"}, "function_call"),
@@ -133,7 +135,8 @@ async def test_every_parameter_the_readme_refuses_is_refused_by_name(post, fake_
 
 
 async def test_accepted_neighbours_of_refused_parameters(post, fake_tier, manager):
-    ok = {"modalities": ["text"], "store": False, "service_tier": "auto", "user": "u1", "metadata": {"k": "v"}}
+    ok = {"modalities": ["text"], "store": False, "service_tier": "auto", "user": "u1", "metadata": {"k": "v"},
+          "prompt_cache_key": "conversation-7", "safety_identifier": "user-hash-1"}
     r = await post(CHAT, {"model": "fake", "messages": USER, "max_tokens": 1, **ok})
     assert r.status_code == 200, r.content
 
@@ -193,3 +196,33 @@ async def test_non_chat_tier_refuses_chat(post, fake_tier):
 async def test_unknown_route_and_wrong_method_get_the_envelope(client):
     assert_error(await client.get("/v1/nothing"), 404)
     assert_error(await client.get(CHAT), 405)
+
+
+async def test_include_obfuscation_is_accepted_and_adds_nothing(post, fake_tier, manager):
+    body = {"model": "fake", "messages": USER, "max_tokens": 2, "stream": True,
+            "stream_options": {"include_usage": True, "include_obfuscation": True}}
+    r = await post(CHAT, body)
+    assert r.status_code == 200
+    events = [e for e in parse_sse(b"".join([c async for c in r.streaming_content])) if e]
+    assert events[-1]["usage"]["completion_tokens"] == 2
+    assert not any("obfuscation" in e or any("obfuscation" in c for c in e["choices"]) for e in events)
+
+
+async def test_thinking_is_split_into_reasoning_content(post, manager, db):
+    """The fake thinker reports tags and writes them cut across tokens (tests/fakes.py)."""
+    await Tier.objects.acreate(name="thinker", backend="fake", model_path="thinker")
+    whole = json.loads((await post(CHAT, {"model": "thinker", "messages": USER})).content)
+    message = whole["choices"][0]["message"]
+    assert message["reasoning_content"] == "Let me think."
+    assert message["content"] == "The answer is 4."
+    r = await post(CHAT, {"model": "thinker", "messages": USER, "stream": True})
+    events = parse_sse(b"".join([c async for c in r.streaming_content]))
+    (choice,) = merged(events).values()
+    assert (choice["reasoning"], choice["text"]) == ("Let me think.", "The answer is 4.")
+    deltas = [c["delta"] for e in events if e for c in e["choices"]]
+    assert all(not ("content" in d and "reasoning_content" in d) for d in deltas)
+
+
+async def test_a_model_without_thinking_tags_has_no_reasoning_content(post, fake_tier, manager):
+    message = json.loads((await post(CHAT, {"model": "fake", "messages": USER, "max_tokens": 2})).content)["choices"][0]["message"]
+    assert "reasoning_content" not in message

@@ -20,6 +20,17 @@ async def test_models_list_shows_tiers_with_extension_fields(client, fake_tier, 
     assert isinstance(card["created"], int)
     assert card["loaded"] is False and card["state"] == "unloaded" and card["load_time"] is None
     assert card["aliases"] == ["pretend"] and card["backend"] == "fake" and card["kind"] == "chat"
+    assert card["context_length"] == 2048  # N_CTX: the tier sets none
+
+
+async def test_context_length_is_the_tiers_own_window(client, fake_tier, settings):
+    fake_tier.n_ctx = 512
+    await fake_tier.asave()
+    await Tier.objects.acreate(name="vectors", kind="embedding", backend="fake", model_path="x")
+    cards = {c["id"]: c for c in json.loads((await client.get("/v1/models")).content)["data"]}
+    assert cards["fake"]["context_length"] == 512
+    assert cards["vectors"]["context_length"] is None
+    assert json.loads((await client.get("/v1/models/fake")).content)["context_length"] == 512
 
 
 async def test_loaded_after_first_use(client, post, fake_tier, manager):
