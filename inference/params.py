@@ -18,18 +18,35 @@ if TYPE_CHECKING:
 
 from .admission import QueueLimits
 
-# Engine defaults: OpenAI's for the OpenAI parameters, llama.cpp's for the extensions.
-ENGINE_DEFAULTS: dict[str, Any] = {
-    "temperature": 1.0,
-    "top_p": 1.0,
-    "top_k": 40,
-    "min_p": 0.05,
-    "repeat_penalty": 1.0,
-    "presence_penalty": 0.0,
-    "frequency_penalty": 0.0,
-    "max_tokens": None,  # None: until the model stops or the context is full
-    "stop": (),
-}
+
+
+@dataclass(frozen=True, slots=True)
+class SamplingField:
+    """One sampling knob: its engine default, bounds and description. `SAMPLING_TABLE` drives the
+    request schemas' fields, the tier's soft defaults (`Tier.SAMPLING_FIELDS`, `<TIER>_<NAME>`
+    in .env.example) and `resolve_sampling`, so a new knob is one row here (and its column)."""
+
+    name: str
+    default: Any  # the engine default: OpenAI's for OpenAI fields, llama.cpp's for the extensions
+    description: str
+    ge: float | None = None
+    le: float | None = None
+    extension: bool = False  # not in the OpenAI spec
+
+
+SAMPLING_TABLE: tuple[SamplingField, ...] = (
+    SamplingField("temperature", 1.0, "Sampling temperature; 0 is greedy.", ge=0, le=2),
+    SamplingField("top_p", 1.0, "Nucleus sampling: keep the most likely tokens up to this probability mass.", ge=0, le=1),
+    SamplingField("top_k", 40, "Extension: sample from the k most likely tokens (0: all).", ge=0, extension=True),
+    SamplingField("min_p", 0.05, "Extension: drop tokens below min_p x the top one.", ge=0, le=1, extension=True),
+    SamplingField("repeat_penalty", 1.0, "Extension: llama.cpp's repetition penalty.", ge=0, extension=True),
+    SamplingField("presence_penalty", 0.0, "Penalize tokens that already appeared.", ge=-2, le=2),
+    SamplingField("frequency_penalty", 0.0, "Penalize tokens by how often they appeared.", ge=-2, le=2),
+    SamplingField("max_tokens", None, "Most tokens to generate (None: until the model stops or the context is full).", ge=1),
+    SamplingField("stop", (), "Up to 4 strings that end the answer."),
+)
+SAMPLING_FIELDS = {f.name: f for f in SAMPLING_TABLE}
+ENGINE_DEFAULTS: dict[str, Any] = {f.name: f.default for f in SAMPLING_TABLE}
 DEFAULTABLE = tuple(ENGINE_DEFAULTS)
 
 

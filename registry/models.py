@@ -5,6 +5,8 @@ from __future__ import annotations
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
+from inference.params import SAMPLING_TABLE
+
 
 class Tier(models.Model):
     class Kind(models.TextChoices):
@@ -60,17 +62,7 @@ class Tier(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
-    SAMPLING_FIELDS = (
-        "temperature",
-        "top_p",
-        "top_k",
-        "min_p",
-        "max_tokens",
-        "repeat_penalty",
-        "presence_penalty",
-        "frequency_penalty",
-        "stop",
-    )
+    SAMPLING_FIELDS = tuple(f.name for f in SAMPLING_TABLE)  # one column each (inference.params)
     ADMISSION_FIELDS = ("max_waiting", "max_queue_wait_seconds")
 
     class Meta:

@@ -12,7 +12,7 @@ from pydantic import Field
 from inference.params import ChatMessage, GenerationRequest, ModelSpec
 from llmservice.errors import InvalidRequest
 
-from .common import SamplingExtensions, StreamOptions, StrictModel, refuse, sampling_from
+from .common import SamplingExtensions, StreamOptions, StrictModel, refuse, sampling, sampling_from
 from .structured import (
     FunctionTool,
     ResponseFormat,
@@ -20,7 +20,7 @@ from .structured import (
     ToolChoice,
     json_output,
     one_constraint,
-    tool_use,
+    tool_calls_allowed,
 )
 
 
@@ -106,7 +106,7 @@ class ChatCompletionRequest(SamplingExtensions, StructuredOutputExtensions):
     messages: list[Message] = Field(..., min_length=1)
     model: str
     audio: Any = None
-    frequency_penalty: float | None = Field(None, ge=-2, le=2)
+    frequency_penalty: float | None = sampling("frequency_penalty")
     function_call: Any = None
     functions: Any = None
     logit_bias: dict[str, float] | None = None
@@ -118,7 +118,7 @@ class ChatCompletionRequest(SamplingExtensions, StructuredOutputExtensions):
     n: int | None = Field(None, ge=1, le=16)
     parallel_tool_calls: bool | None = None
     prediction: Any = None
-    presence_penalty: float | None = Field(None, ge=-2, le=2)
+    presence_penalty: float | None = sampling("presence_penalty")
     prompt_cache_key: str | None = Field(
         None, max_length=1024, description="Accepted, no output contract: a hint for reusing a prompt's cache."
     )
@@ -137,11 +137,11 @@ class ChatCompletionRequest(SamplingExtensions, StructuredOutputExtensions):
     store: bool | None = None
     stream: bool | None = None
     stream_options: StreamOptions | None = None
-    temperature: float | None = Field(None, ge=0, le=2)
+    temperature: float | None = sampling("temperature")
     tool_choice: ToolChoice | None = None
     tools: list[FunctionTool] | None = None
     top_logprobs: int | None = Field(None, ge=0, le=20)
-    top_p: float | None = Field(None, ge=0, le=1)
+    top_p: float | None = sampling("top_p")
     user: str | None = None
     verbosity: Any = Field(None, description="Refused (400): no length control to honour it with.")
     web_search_options: Any = None
@@ -161,7 +161,7 @@ class ChatCompletionRequest(SamplingExtensions, StructuredOutputExtensions):
         )
         constraint = one_constraint(
             [
-                ("tools", tool_use(self.tools, self.tool_choice, self.parallel_tool_calls)),
+                ("tools", tool_calls_allowed(self.tools, self.tool_choice, self.parallel_tool_calls)),
                 ("response_format", json_output(self.response_format)),
                 *self.extension_constraints(),
             ],

@@ -6,7 +6,7 @@ from typing import Any, Iterable
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from inference.params import SamplingParams, resolve_sampling
+from inference.params import SAMPLING_FIELDS, SAMPLING_TABLE, SamplingParams, resolve_sampling
 from llmservice.errors import InvalidRequest, UnsupportedParameter
 
 NOT_SUPPORTED = "'{param}' is not supported by this server{why}."
@@ -27,12 +27,19 @@ class StreamOptions(StrictModel):
     include_usage: bool | None = None
 
 
+def sampling(name: str) -> Any:
+    """The request field of sampling knob `name`: optional, bounded and described by its row in
+    `inference.params.SAMPLING_TABLE`."""
+    row = SAMPLING_FIELDS[name]
+    return Field(None, ge=row.ge, le=row.le, description=row.description)
+
+
 class SamplingExtensions(StrictModel):
     """llmservice extensions, not in the OpenAI spec: llama.cpp sampling knobs."""
 
-    top_k: int | None = Field(None, ge=0, description="Extension: sample from the k most likely tokens (0: all).")
-    min_p: float | None = Field(None, ge=0, le=1, description="Extension: drop tokens below min_p x the top one.")
-    repeat_penalty: float | None = Field(None, ge=0, description="Extension: llama.cpp's repetition penalty.")
+    top_k: int | None = sampling("top_k")
+    min_p: float | None = sampling("min_p")
+    repeat_penalty: float | None = sampling("repeat_penalty")
 
 
 def refuse(param: str, why: str = "") -> UnsupportedParameter:
@@ -66,19 +73,13 @@ def logit_bias_map(bias: dict[str, float] | None) -> dict[int, float] | None:
 def sampling_from(
     request: Any, tier_defaults: dict[str, Any], *, max_tokens: int | None, extra: Iterable[tuple[str, Any]] = ()
 ) -> SamplingParams:
-    """The request's sampling values over the tier's soft defaults."""
-    requested = {
-        "temperature": request.temperature,
-        "top_p": request.top_p,
-        "top_k": request.top_k,
-        "min_p": request.min_p,
-        "repeat_penalty": request.repeat_penalty,
-        "presence_penalty": request.presence_penalty,
-        "frequency_penalty": request.frequency_penalty,
-        "max_tokens": max_tokens,
-        "stop": stop_list(request.stop),
-        "seed": request.seed,
-        "logit_bias": logit_bias_map(request.logit_bias),
+    """The request's sampling values (every row of SAMPLING_TABLE) over the tier's soft defaults."""
+    requested = {f.name: getattr(request, f.name, None) for f in SAMPLING_TABLE}
+    requested.update(
+        max_tokens=max_tokens,
+        stop=stop_list(request.stop),
+        seed=request.seed,
+        logit_bias=logit_bias_map(request.logit_bias),
         **dict(extra),
-    }
+    )
     return resolve_sampling(requested, tier_defaults)

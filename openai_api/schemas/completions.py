@@ -13,7 +13,7 @@ from pydantic import Field
 from inference.params import GenerationRequest, ModelSpec
 from llmservice.errors import InvalidRequest
 
-from .common import SamplingExtensions, StreamOptions, refuse, sampling_from
+from .common import SamplingExtensions, StreamOptions, refuse, sampling, sampling_from
 from .structured import ResponseFormat, StructuredOutputExtensions, json_output, one_constraint
 
 OPENAI_DEFAULT_MAX_TOKENS = 16  # the completions endpoint's documented default
@@ -32,19 +32,19 @@ class CompletionRequest(SamplingExtensions, StructuredOutputExtensions):
     prompt: str | list[str] | list[int] | list[list[int]]
     best_of: int | None = Field(None, ge=1)
     echo: bool | None = None
-    frequency_penalty: float | None = Field(None, ge=-2, le=2)
+    frequency_penalty: float | None = sampling("frequency_penalty")
     logit_bias: dict[str, float] | None = None
     logprobs: int | None = Field(None, ge=0, le=5)
     max_tokens: int | None = Field(None, ge=1)
     n: int | None = Field(None, ge=1, le=16)
-    presence_penalty: float | None = Field(None, ge=-2, le=2)
+    presence_penalty: float | None = sampling("presence_penalty")
     seed: int | None = None
     stop: str | list[str] | None = None
     stream: bool | None = None
     stream_options: StreamOptions | None = None
     suffix: str | None = None
-    temperature: float | None = Field(None, ge=0, le=2)
-    top_p: float | None = Field(None, ge=0, le=1)
+    temperature: float | None = sampling("temperature")
+    top_p: float | None = sampling("top_p")
     user: str | None = None
     # Extension (not in the legacy completions spec): the chat endpoint's response_format.
     response_format: ResponseFormat | None = None

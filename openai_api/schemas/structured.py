@@ -104,7 +104,7 @@ ToolChoice = Union[Literal["none", "auto", "required"], NamedToolChoice]
 NO_PARAMETERS = {"type": "object", "properties": {}, "additionalProperties": False}
 
 
-def tool_use(
+def tool_calls_allowed(
     tools: list[FunctionTool] | None, tool_choice: ToolChoice | None, parallel_tool_calls: bool | None
 ) -> ToolCalls | None:
     """What the model may call, or None when it must answer in text (no tools, or tool_choice 'none').

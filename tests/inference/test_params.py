@@ -48,3 +48,25 @@ def test_load_key_changes_only_with_load_configuration():
 
 def test_config_key_changes_with_sampling_defaults():
     assert _spec().config_key != _spec(defaults={"temperature": 0.1}).config_key
+
+
+def test_one_table_drives_schemas_tier_defaults_and_env_example():
+    """Each sampling knob is a row of SAMPLING_TABLE: a request field (bounded as the row says) on
+    chat and completions, a tier column for its soft default, and a line in .env.example."""
+    from pathlib import Path
+
+    from inference.params import SAMPLING_TABLE
+    from openai_api.schemas.chat import ChatCompletionRequest
+    from openai_api.schemas.completions import CompletionRequest
+    from registry.models import Tier
+
+    env_example = (Path(__file__).resolve().parents[2] / ".env.example").read_text()
+    assert Tier.SAMPLING_FIELDS == tuple(f.name for f in SAMPLING_TABLE)
+    for row in SAMPLING_TABLE:
+        Tier._meta.get_field(row.name)
+        assert f"# LIGHT_{row.name.upper()}=" in env_example, row.name
+        for schema in (ChatCompletionRequest, CompletionRequest):
+            assert row.name in schema.model_fields, (schema.__name__, row.name)
+            if row.ge is not None and row.name not in ("max_tokens",):
+                bounds = schema.model_json_schema()["properties"][row.name]["anyOf"][0]
+                assert bounds.get("minimum") == row.ge and bounds.get("maximum") == row.le, row.name

@@ -97,3 +97,31 @@ MISTRAL = """{%- if messages[0]["role"] == "system" %}{%- set system_message = m
 
 # A template that knows no tools (SmolLM2's own, chatml).
 CHATML = """{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"""
+
+# Qwen3: thinking in <think>...</think>, `enable_thinking=false` writes an empty block into the
+# prompt; earlier turns' reasoning is dropped from history (condensed from the GGUF's template).
+QWEN3 = """{%- for message in messages %}
+    {%- if message.role == "assistant" %}
+        {%- set content = message.content %}
+        {%- if '</think>' in content %}{%- set content = content.split('</think>')[-1].lstrip('\\n') %}{%- endif %}
+        {{- '<|im_start|>assistant\\n' + content + '<|im_end|>\\n' }}
+    {%- else %}
+        {{- '<|im_start|>' + message.role + '\\n' + message.content + '<|im_end|>\\n' }}
+    {%- endif %}
+{%- endfor %}
+{%- if add_generation_prompt %}
+    {{- '<|im_start|>assistant\\n' }}
+    {%- if enable_thinking is defined and enable_thinking is false %}{{- '<think>\\n\\n</think>\\n\\n' }}{%- endif %}
+{%- endif %}
+"""
+
+# DeepSeek-R1 distills: the prompt itself opens <think>; no switch (condensed).
+DEEPSEEK_R1 = """{{- bos_token }}{%- for message in messages %}
+    {%- if message['role'] == 'user' %}{{- '<｜User｜>' + message['content'] }}
+    {%- elif message['role'] == 'assistant' %}{%- set content = message['content'] %}
+        {%- if '</think>' in content %}{%- set content = content.split('</think>')[-1] %}{%- endif %}
+        {{- '<｜Assistant｜>' + content + '<｜end▁of▁sentence｜>' }}
+    {%- endif %}
+{%- endfor %}
+{%- if add_generation_prompt %}{{- '<｜Assistant｜><think>\\n' }}{%- endif %}
+"""

@@ -1,0 +1,84 @@
+"""Reasoning templates on the real llama.cpp backend (SmolLM2 weights, a reasoning family's chat
+template string: no reasoning weights needed) and the detection of tags and switches."""
+
+import pytest
+from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+from inference.events import Started, Thinking
+from inference.params import ChatMessage, GenerationRequest, ModelSpec, SamplingParams
+from inference.thinking import NO_SWITCH, thinking_state, thinking_switch, thinking_tags
+from llmservice.errors import UnsupportedParameter
+
+from .tool_templates import DEEPSEEK_R1, QWEN, QWEN3
+
+
+def test_tags_and_switch_come_from_the_template():
+    assert thinking_tags(QWEN3) == ("<think>", "</think>") and thinking_switch(QWEN3) == "enable_thinking"
+    assert thinking_tags(DEEPSEEK_R1) == ("<think>", "</think>") and thinking_switch(DEEPSEEK_R1) is None
+    assert thinking_tags(QWEN) is None and thinking_switch(QWEN) is None
+    assert thinking_state(None, "x") is None
+    assert thinking_state(("<think>", "</think>"), "a<think>\n") == Thinking("<think>", "</think>", inside=True)
+    assert thinking_state(("<think>", "</think>"), "a<think>\n\n</think>\n\n").inside is False
+
+
+@pytest.fixture(scope="module")
+def backend():
+    from inference.backends.llamacpp import LlamaCppBackend
+    from inference.bundled import smollm2_gguf
+
+    spec = ModelSpec(name="light", backend="llamacpp", kind="chat", model_path=smollm2_gguf(), load={"n_threads": 2}, defaults={})
+    loaded = LlamaCppBackend.load(spec)
+    yield loaded
+    loaded.close()
+
+
+def with_template(backend, template):
+    """The backend as it loads a GGUF carrying `template` (as __init__ reads it)."""
+    backend._formatter = Jinja2ChatFormatter(template=template, eos_token="<|im_end|>", bos_token="", stop_token_ids=[2])
+    backend.thinking_tags, backend.thinking_switch = thinking_tags(template), thinking_switch(template)
+
+
+def started(backend, thinking=None):
+    request = GenerationRequest(sampling=SamplingParams(temperature=0, max_tokens=2),
+                                messages=(ChatMessage(role="user", content="What is 2+2?"),), thinking=thinking)
+    events = list(backend.generate(request, lambda: False))
+    assert isinstance(events[0], Started)
+    return events[0], events
+
+
+@pytest.fixture
+def restore(backend):
+    saved = backend._formatter, backend.thinking_tags, backend.thinking_switch
+    yield
+    backend._formatter, backend.thinking_tags, backend.thinking_switch = saved
+
+
+def test_a_qwen3_template_reports_its_tags_and_turns_thinking_off(backend, restore):
+    with_template(backend, QWEN3)
+    on, _ = started(backend)
+    off, _ = started(backend, thinking=False)
+    assert on.thinking == Thinking("<think>", "</think>", inside=False)
+    assert off.thinking == Thinking("<think>", "</think>", inside=False)
+    assert off.prompt_tokens > on.prompt_tokens  # the empty <think></think> block went into the prompt
+    explicit_on, _ = started(backend, thinking=True)
+    assert explicit_on.prompt_tokens == on.prompt_tokens
+
+
+def test_a_deepseek_r1_template_starts_the_answer_inside_thinking(backend, restore):
+    with_template(backend, DEEPSEEK_R1)
+    first, _ = started(backend)
+    assert first.thinking == Thinking("<think>", "</think>", inside=True)
+
+
+def test_a_template_without_a_switch_refuses_reasoning_effort(backend, restore):
+    with_template(backend, DEEPSEEK_R1)
+    with pytest.raises(UnsupportedParameter) as refused:
+        started(backend, thinking=False)
+    assert str(refused.value) == NO_SWITCH and refused.value.param == "reasoning_effort"
+
+
+def test_the_bundled_model_knows_no_thinking(backend):
+    first, _ = started(backend)
+    assert first.thinking is None
+    with pytest.raises(UnsupportedParameter):
+        started(backend, thinking=True)
