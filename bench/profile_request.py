@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import argparse
 import collections
+import signal
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -22,7 +24,8 @@ import httpx
 from .clients import Engine
 from .procs import N_THREADS, OurServer
 
-CHAT = {"model": "light", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 1, "temperature": 0}
+CHAT = {"model": "light", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 1, "temperature": 0, "seed": 1,
+        "repeat_penalty": 1.0}
 OWN = ("openai_api/", "registry/", "inference/", "llmservice/")  # our code (for the own-frames table)
 
 
@@ -66,11 +69,11 @@ def main(argv: list[str] | None = None) -> int:
         with httpx.Client(base_url=server.base_url, timeout=120) as client:
             _latencies(client, "POST", "/v1/chat/completions", 5, CHAT)  # loads the tier
             raw = args.out / "chat.raw.txt"
-            spy = subprocess.Popen(["py-spy", "record", "--pid", str(server.process.pid), "--rate", "500", "--threads",
+            spy = subprocess.Popen([str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(server.process.pid), "--rate", "500", "--threads",
                                     "--format", "raw", "-o", str(raw)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             time.sleep(1)
             chat = _latencies(client, "POST", "/v1/chat/completions", args.requests, CHAT)
-            spy.terminate()
+            spy.send_signal(signal.SIGINT)  # py-spy writes its file on Ctrl-C
             spy.wait(timeout=60)
             health = _latencies(client, "GET", "/health", args.requests)
     from inference.bundled import smollm2_gguf

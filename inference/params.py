@@ -151,15 +151,15 @@ class ModelSpec:
     defaults: Mapping[str, Any]  # soft sampling defaults
     aliases: tuple[str, ...] = ()
     limits: QueueLimits = QueueLimits()  # admission (inference/admission.py); not part of either key
+    # Both keys are hashed once, when the snapshot is made: every request reads them several times.
+    load_key: str = field(init=False, repr=False, compare=False)
+    config_key: str = field(init=False, repr=False, compare=False)
 
-    @property
-    def load_key(self) -> str:
-        """Changes exactly when the loaded instance must be replaced."""
-        payload = json.dumps([self.backend, self.model_path, dict(self.load)], sort_keys=True)
-        return hashlib.sha256(payload.encode()).hexdigest()[:16]
-
-    @property
-    def config_key(self) -> str:
-        """Changes whenever anything that can change an answer changes."""
-        payload = json.dumps([self.load_key, dict(self.defaults)], sort_keys=True, default=list)
-        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+    def __post_init__(self) -> None:
+        # load_key changes exactly when the loaded instance must be replaced; config_key whenever
+        # anything that can change an answer changes.
+        load = json.dumps([self.backend, self.model_path, dict(self.load)], sort_keys=True)
+        load_key = hashlib.sha256(load.encode()).hexdigest()[:16]
+        config = json.dumps([load_key, dict(self.defaults)], sort_keys=True, default=list)
+        object.__setattr__(self, "load_key", load_key)
+        object.__setattr__(self, "config_key", hashlib.sha256(config.encode()).hexdigest()[:16])
