@@ -29,8 +29,9 @@ from ..schemas.objects import (
     ToolCallObject,
     TopLogprob,
 )
-from .choices import ArgumentsOut, CallOpened, ChoiceClosed, ChoiceOpened, ChoiceRun, Output, ReasoningOut, TextOut, replay_outputs
-from .common import Keep, ServedEndpoint, json_response, new_id, now, replayed, require_kind, sse_response, sse_stream, usage, with_relaxed
+from .choices import ArgumentsOut, CallOpened, ChoiceClosed, ChoiceOpened, ChoiceRun, Output, ReasoningOut, TextOut
+from .common import Keep, ServedEndpoint, new_id, now, require_kind, usage
+from .respond import respond_live, respond_stored
 from .results import GenerationResult
 
 
@@ -38,16 +39,9 @@ async def chat_completion(body: ChatCompletionRequest, *, spec: ModelSpec | None
     """`spec` when the caller already resolved the tier; `keep` stores the complete result (the cache)."""
     spec = spec or await tier_spec_aget(model=body.model)
     require_kind(spec, "chat", "chat completions")
-    request = body.to_generation(spec)
-    run = ChoiceRun(spec, [request], stream=bool(body.stream))
-    await run.start()
+    run = ChoiceRun(spec, [body.to_generation(spec)], stream=bool(body.stream))
     renderer = ChatRenderer(spec, body, forced_calls=bool(run.calls and run.calls.choice != "auto"))
-    if body.stream:
-        return with_relaxed(sse_response(sse_stream(renderer, run.outputs(), run.result, keep)), run.result.relaxed)
-    result = await run.collect()
-    if keep is not None and not result.timed_out:
-        await keep(result)
-    return with_relaxed(json_response(renderer.whole(result)), result.relaxed)
+    return await respond_live(run, renderer, stream=bool(body.stream), keep=keep)
 
 
 def chat_replay(body: ChatCompletionRequest, *, spec: ModelSpec, result: GenerationResult) -> HttpResponse:
@@ -55,11 +49,7 @@ def chat_replay(body: ChatCompletionRequest, *, spec: ModelSpec, result: Generat
     request = body.to_generation(spec)  # the same checks as a live request
     calls = request.constraint if isinstance(request.constraint, ToolCalls) else None
     renderer = ChatRenderer(spec, body, forced_calls=bool(calls and calls.choice != "auto"))
-    if body.stream:
-        response = sse_response(sse_stream(renderer, replayed(replay_outputs(result)), result, None))
-    else:
-        response = json_response(renderer.whole(result))
-    return with_relaxed(response, result.relaxed)
+    return respond_stored(result, renderer, stream=bool(body.stream))
 
 
 CHAT = ServedEndpoint("chat", chat_completion, chat_replay)

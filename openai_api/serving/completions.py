@@ -14,8 +14,9 @@ from registry.selectors import tier_spec_aget
 
 from ..schemas.completions import CompletionRequest
 from ..schemas.objects import Completion, CompletionChoice, CompletionLogprobs
-from .choices import ChoiceClosed, ChoiceRun, Output, TextOut, replay_outputs
-from .common import Keep, ServedEndpoint, json_response, new_id, now, replayed, require_kind, sse_response, sse_stream, usage, with_relaxed
+from .choices import ChoiceClosed, ChoiceRun, Output, TextOut
+from .common import Keep, ServedEndpoint, new_id, now, require_kind, usage
+from .respond import respond_live, respond_stored
 from .results import GenerationResult
 
 
@@ -24,25 +25,13 @@ async def completion(body: CompletionRequest, *, spec: ModelSpec | None = None, 
     spec = spec or await tier_spec_aget(model=body.model)
     require_kind(spec, "chat", "completions")
     run = ChoiceRun(spec, body.to_generations(spec), stream=bool(body.stream))
-    await run.start()
-    renderer = CompletionRenderer(spec, body)
-    if body.stream:
-        return with_relaxed(sse_response(sse_stream(renderer, run.outputs(), run.result, keep)), run.result.relaxed)
-    result = await run.collect()
-    if keep is not None and not result.timed_out:
-        await keep(result)
-    return with_relaxed(json_response(renderer.whole(result)), result.relaxed)
+    return await respond_live(run, CompletionRenderer(spec, body), stream=bool(body.stream), keep=keep)
 
 
 def completion_replay(body: CompletionRequest, *, spec: ModelSpec, result: GenerationResult) -> HttpResponse:
     """A stored result answered through the same renderer as a live one."""
     body.to_generations(spec)  # the same checks as a live request
-    renderer = CompletionRenderer(spec, body)
-    if body.stream:
-        response = sse_response(sse_stream(renderer, replayed(replay_outputs(result)), result, None))
-    else:
-        response = json_response(renderer.whole(result))
-    return with_relaxed(response, result.relaxed)
+    return respond_stored(result, CompletionRenderer(spec, body), stream=bool(body.stream))
 
 
 COMPLETIONS = ServedEndpoint("completions", completion, completion_replay)

@@ -5,10 +5,11 @@ import pytest
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
 from inference.events import Started, Thinking
-from inference.params import ChatMessage, GenerationRequest, ModelSpec, SamplingParams
+from inference.params import ChatMessage, GenerationRequest, SamplingParams
 from inference.thinking import NO_SWITCH, thinking_state, thinking_switch, thinking_tags
 from llmservice.errors import UnsupportedParameter
 
+from .test_llamacpp_constraints import backend  # noqa: F401 - the loaded SmolLM2 (module fixture)
 from .tool_templates import DEEPSEEK_R1, QWEN, QWEN3
 
 
@@ -19,17 +20,6 @@ def test_tags_and_switch_come_from_the_template():
     assert thinking_state(None, "x") is None
     assert thinking_state(("<think>", "</think>"), "a<think>\n") == Thinking("<think>", "</think>", inside=True)
     assert thinking_state(("<think>", "</think>"), "a<think>\n\n</think>\n\n").inside is False
-
-
-@pytest.fixture(scope="module")
-def backend():
-    from inference.backends.llamacpp import LlamaCppBackend
-    from inference.bundled import smollm2_gguf
-
-    spec = ModelSpec(name="light", backend="llamacpp", kind="chat", model_path=smollm2_gguf(), load={"n_threads": 2}, defaults={})
-    loaded = LlamaCppBackend.load(spec)
-    yield loaded
-    loaded.close()
 
 
 def with_template(backend, template):
