@@ -18,7 +18,7 @@ import threading
 import time
 from collections import OrderedDict, defaultdict
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable
+from typing import Any, Callable
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
