@@ -4,6 +4,7 @@ from ninja import Router
 from registry.selectors import tier_spec
 
 from ..access import authorized_tier
+from ..schemas.objects import EmbeddingList
 from ..schemas.errors import GENERATION_ERRORS, error_responses
 from ..schemas.embeddings import EmbeddingRequest
 from ..serving.embeddings import create_embeddings
@@ -11,7 +12,7 @@ from ..serving.embeddings import create_embeddings
 router = Router(tags=["embeddings"])
 
 
-@router.post("/embeddings", response=error_responses(*GENERATION_ERRORS), summary="Create embeddings (dense; BGE-M3 tiers add sparse and ColBERT on request)")
+@router.post("/embeddings", response={200: EmbeddingList, **error_responses(*GENERATION_ERRORS)}, summary="Create embeddings (dense; BGE-M3 tiers add sparse and ColBERT on request)")
 async def embeddings(request: HttpRequest, body: EmbeddingRequest):
     """https://platform.openai.com/docs/api-reference/embeddings/create"""
     tier = await authorized_tier(request, model=body.model)

@@ -6,6 +6,7 @@ from ninja import Router
 from registry.selectors import tier_spec
 
 from ..access import authorized_tier
+from ..schemas.objects import RerankResponse
 from ..schemas.errors import GENERATION_ERRORS, error_responses
 from ..schemas.rerank import RerankRequest
 from ..serving.rerank import create_rerank
@@ -13,7 +14,7 @@ from ..serving.rerank import create_rerank
 router = Router(tags=["rerank"])
 
 
-@router.post("/rerank", response=error_responses(*GENERATION_ERRORS), summary="Rerank documents against a query (Cohere-compatible; also at /rerank)")
+@router.post("/rerank", response={200: RerankResponse, **error_responses(*GENERATION_ERRORS)}, summary="Rerank documents against a query (Cohere-compatible; also at /rerank)")
 async def rerank(request: HttpRequest, body: RerankRequest):
     """https://docs.cohere.com/reference/rerank"""
     tier = await authorized_tier(request, model=body.model)

@@ -150,3 +150,46 @@ class Completion(BaseModel):
 def to_json(obj: BaseModel) -> bytes:
     """The object as sent: only the fields the renderer set."""
     return obj.__pydantic_serializer__.to_json(obj, exclude_unset=True)
+
+
+# --- embeddings and rerank (documented here; built as plain JSON on their hot path) --------------
+class EmbeddingUsage(BaseModel):
+    prompt_tokens: int
+    total_tokens: int
+
+
+class EmbeddingObject(BaseModel):
+    """https://platform.openai.com/docs/api-reference/embeddings/object"""
+
+    object: Literal["embedding"]
+    index: int
+    embedding: list[float] | str = Field(description="Floats, or base64 little-endian float32 (encoding_format).")
+    # --- llmservice extensions (BGE-M3 tiers, on request) ---
+    sparse_embedding: dict[str, float] | None = Field(None, description="Extension: token -> weight.")
+    colbert_embedding: list[list[float]] | None = Field(None, description="Extension: one vector per token.")
+
+
+class EmbeddingList(BaseModel):
+    object: Literal["list"]
+    data: list[EmbeddingObject]
+    model: str
+    usage: EmbeddingUsage
+
+
+class RerankDocumentText(BaseModel):
+    text: str
+
+
+class RerankResult(BaseModel):
+    index: int
+    relevance_score: float
+    document: RerankDocumentText | None = Field(None, description="Only with return_documents.")
+
+
+class RerankResponse(BaseModel):
+    """https://docs.cohere.com/reference/rerank"""
+
+    id: str
+    model: str
+    results: list[RerankResult]
+    usage: EmbeddingUsage
