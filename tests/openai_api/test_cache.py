@@ -280,3 +280,16 @@ async def test_the_stored_form_is_the_neutral_result_not_a_response(tier):
     row = await CachedResponse.objects.aget()
     assert set(row.response) == {"v", "prompt_tokens", "relaxed", "choices"}
     assert row.response["choices"][0]["text"] == "w0 w1 w2 "
+
+
+async def test_a_follower_of_a_streamed_leader_gets_its_stored_answer(tier, manager):
+    tier.model_path = "slow"  # 0.02 s per token
+    await tier.asave()
+    leader = await post(CHAT, chat_body(stream=True, max_tokens=20))
+    follower = asyncio.ensure_future(post(CHAT, chat_body(max_tokens=20)))
+    await async_wait_until(lambda: response_cache.waiting == 1, "the follower to wait for the leader")
+    streamed = sse_events(b"".join([c async for c in leader.streaming_content]))
+    reply = await asyncio.wait_for(follower, 30)
+    assert reply["X-Cache"] == "HIT"
+    assert json.loads(reply.content)["choices"][0]["message"]["content"] == merged(streamed)[0]["text"]
+    assert response_cache.inflight == {}
