@@ -21,6 +21,10 @@ class ModelCard(BaseModel):
     loaded: bool = Field(description="Extension: whether the model is in memory now.")
     state: str = Field(description="Extension: unloaded, loading, ready, ...")
     load_time: float | None = Field(description="Extension: seconds the last load took.")
+    running: int = Field(description="Extension: requests its engine serves now.")
+    queued: int = Field(description="Extension: requests waiting for a free slot.")
+    slots: int | None = Field(description="Extension: how many requests the loaded engine serves at once.")
+    kv_cache_usage: float | None = Field(description="Extension: share of the KV cache in use, 0..1; null without one.")
     aliases: list[str] = Field(description="Extension: other names of the tier.")
     model_file: str = Field(description="Extension: the model file or directory's name.")
     context_length: int | None = Field(

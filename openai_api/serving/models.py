@@ -35,7 +35,7 @@ def model_card(tier: Tier, status: TierStatus | None) -> dict:
 
 
 def context_length(tier: Tier) -> int | None:
-    """The window a chat tier loads with (its own n_ctx, else N_CTX); None for other kinds."""
+    """The window a chat tier loads with (its n_ctx option, else its backend's default); None for other kinds."""
     if tier.kind != Tier.Kind.CHAT:
         return None
     return tier_spec(tier=tier).load.get("n_ctx")

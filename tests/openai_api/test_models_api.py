@@ -20,11 +20,11 @@ async def test_models_list_shows_tiers_with_extension_fields(client, fake_tier, 
     assert isinstance(card["created"], int)
     assert card["loaded"] is False and card["state"] == "unloaded" and card["load_time"] is None
     assert card["aliases"] == ["pretend"] and card["backend"] == "fake" and card["kind"] == "chat"
-    assert card["context_length"] == 2048  # N_CTX: the tier sets none
+    assert card["context_length"] == 64  # the fake backend's default n_ctx option: the tier sets none
 
 
 async def test_context_length_is_the_tiers_own_window(client, fake_tier, settings):
-    fake_tier.n_ctx = 512
+    fake_tier.options = {"n_ctx": 512}
     await fake_tier.asave()
     await Tier.objects.acreate(name="vectors", kind="embedding", backend="fake", model_path="x")
     cards = {c["id"]: c for c in json.loads((await client.get("/v1/models")).content)["data"]}
