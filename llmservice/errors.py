@@ -124,3 +124,12 @@ class ServerShuttingDown(ServiceError):
     status = 503
     type = "server_error"
     code = "server_shutting_down"
+
+
+# --- The Responses API (issue 14) -----------------------------------------------------------------
+class ResponseNotFound(ServiceError):
+    """A stored response that does not exist, has expired, was deleted or belongs to another key."""
+
+    status = 404
+    type = "invalid_request_error"
+    code = "response_not_found"

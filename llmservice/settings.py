@@ -195,6 +195,9 @@ SHUTDOWN_GRACE_SECONDS = env.float("SHUTDOWN_GRACE_SECONDS", default=30.0)  # on
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")  # bearer token GET /metrics requires (empty: open)
 LOG_FORMAT = env.str("LOG_FORMAT", default="plain")  # plain, or json (one JSON object per line)
 
+# --- Responses API (openai_api/serving/responses.py) ----------------------------------------------
+RESPONSES_RETENTION_DAYS = env.float("RESPONSES_RETENTION_DAYS", default=30.0)  # days a stored response is kept
+
 from llmservice.logs import logging_config  # noqa: E402
 
 LOGGING = logging_config(

@@ -44,6 +44,8 @@ def endpoint_of(path: str) -> str:
         rest = path[4:]
         if rest in ("chat/completions", "completions", "embeddings", "rerank"):
             return rest.replace("/", "_")
+        if rest == "responses" or rest.startswith("responses/"):
+            return "responses"
         return "models" if rest.startswith("models") else "other"
     if path == "/rerank":
         return "rerank"

@@ -15,6 +15,7 @@ from .routers.health import health
 from .routers.models import router as models_router
 from .routers.rerank import router as rerank_router
 from .schemas.objects import ChatCompletionChunk
+from .routers.responses import router as responses_router
 
 # Stream chunks are no operation's JSON response, so ninja would leave them out of the document.
 STREAMED: tuple[type[BaseModel], ...] = (ChatCompletionChunk,)
@@ -47,6 +48,7 @@ api.add_router("", completions_router)
 api.add_router("", models_router)
 api.add_router("", embeddings_router)
 api.add_router("", rerank_router)
+api.add_router("", responses_router)
 
 __all__ = ["api", "health"]
 

@@ -16,7 +16,7 @@ from django.utils.html import format_html
 from inference.manager import get_manager
 from inference.status import TierStatus
 
-from .models import ApiKey, ApiKeyUsage, CachedResponse, Tier
+from .models import ApiKey, ApiKeyUsage, CachedResponse, StoredResponse, Tier
 from .selectors import tier_spec
 from .services import api_key_issue, api_key_revoke, cached_response_clear
 from .tier_form import option_fieldnames, tier_form
@@ -249,3 +249,30 @@ class ApiKeyUsageAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None) -> bool:
         return False
+
+
+# --- Stored responses (issue 14: the Responses API) -----------------------------------------------
+@admin.register(StoredResponse)
+class StoredResponseAdmin(admin.ModelAdmin):
+    """Responses kept for GET /v1/responses/{id} and previous_response_id: view and delete only."""
+
+    list_display = ("response_id", "tier", "status", "api_key", "created_at", "expires_at")
+    list_filter = ("tier", "status")
+    search_fields = ("response_id",)
+    date_hierarchy = "created_at"
+    readonly_fields = ("response_id", "tier", "status", "api_key", "created_at", "expires_at", "input_pretty", "response_pretty")
+    exclude = ("input_items", "response")
+
+    def has_add_permission(self, request) -> bool:
+        return False  # made by requests, never by hand
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    @admin.display(description="Input items")
+    def input_pretty(self, entry: StoredResponse) -> str:
+        return format_html("<pre>{}</pre>", json.dumps(entry.input_items, indent=2, ensure_ascii=False))
+
+    @admin.display(description="Response")
+    def response_pretty(self, entry: StoredResponse) -> str:
+        return format_html("<pre>{}</pre>", json.dumps(entry.response, indent=2, ensure_ascii=False))

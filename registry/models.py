@@ -109,6 +109,7 @@ class CachedResponse(models.Model):
     class Endpoint(models.TextChoices):
         CHAT = "chat", "Chat completions"
         COMPLETIONS = "completions", "Completions"
+        RESPONSES = "responses", "Responses"
 
     key = models.CharField(max_length=64, unique=True)
     tier = models.ForeignKey(Tier, on_delete=models.CASCADE, related_name="cached_responses")
@@ -176,3 +177,32 @@ class ApiKeyUsage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.key.name} {self.tier} {self.day}"
+
+
+# --- Stored responses (issue 14: the Responses API) -----------------------------------------------
+class StoredResponse(models.Model):
+    """A /v1/responses answer kept for GET, DELETE and `previous_response_id` (`store`, default true).
+
+    `input_items` is the whole conversation it answered (earlier turns resolved, `instructions`
+    not included: they don't carry over); `response` is the response object as sent. Kept for
+    RESPONSES_RETENTION_DAYS; with API keys on, only the key that made it sees it.
+    """
+
+    response_id = models.CharField(max_length=64, unique=True)
+    tier = models.CharField(max_length=64)
+    api_key = models.ForeignKey(
+        ApiKey, null=True, blank=True, on_delete=models.CASCADE, related_name="stored_responses",
+        help_text="The key that made it (empty: made with API keys off).",
+    )
+    status = models.CharField(max_length=16)
+    input_items = models.JSONField(help_text="The conversation it answered, as Responses input items.")
+    response = models.JSONField(help_text="The response object as sent.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "stored response"
+
+    def __str__(self) -> str:
+        return self.response_id

@@ -17,7 +17,7 @@ from inference.options import options_resolve
 from inference.params import ModelSpec
 from llmservice.errors import ModelNotFound, ModelUnavailable
 
-from .models import ApiKey, CachedResponse, Tier
+from .models import ApiKey, CachedResponse, StoredResponse, Tier
 
 MODEL_NOT_FOUND = "The model '{model}' does not exist. GET /v1/models lists the tiers served here."
 MODEL_DISABLED = "The model '{model}' is disabled in the registry."
@@ -169,3 +169,12 @@ def api_key_find(*, secret: str) -> ApiKeyInfo | None:
         tokens_per_minute=key.tokens_per_minute,
         last_used_at=key.last_used_at,
     )
+
+
+# --- Stored responses (issue 14: the Responses API) -----------------------------------------------
+def stored_response_get(*, response_id: str, owner: int | None) -> StoredResponse | None:
+    """The unexpired stored response `response_id`; with `owner` (an API key id), only that key's."""
+    qs = StoredResponse.objects.filter(response_id=response_id, expires_at__gt=timezone.now())
+    if owner is not None:
+        qs = qs.filter(api_key_id=owner)
+    return qs.first()

@@ -25,7 +25,7 @@ from inference.bundled import minilm_dir, smollm2_gguf
 from inference.options import options_errors, options_fill
 from llmservice.errors import ModelUnavailable
 
-from .models import ApiKey, ApiKeyUsage, CachedResponse, Tier
+from .models import ApiKey, ApiKeyUsage, CachedResponse, StoredResponse, Tier
 from .signals import cached_responses_cleared
 
 logger = logging.getLogger(__name__)
@@ -294,3 +294,25 @@ def api_key_usage_write(
             )
         for key_id, when in last_used.items():
             ApiKey.objects.filter(pk=key_id).update(last_used_at=when)
+
+
+# --- Stored responses (issue 14: the Responses API) -----------------------------------------------
+def stored_response_create(
+    *, response_id: str, tier: str, owner: int | None, status: str, input_items: list, response: dict, retention_days: float
+) -> StoredResponse:
+    """Keep a response for `retention_days`; rows past their time are deleted on the way."""
+    now = timezone.now()
+    StoredResponse.objects.filter(expires_at__lte=now).delete()
+    return StoredResponse.objects.create(
+        response_id=response_id, tier=tier, api_key_id=owner, status=status, input_items=input_items,
+        response=response, expires_at=now + timedelta(days=retention_days),
+    )
+
+
+def stored_response_delete(*, response_id: str, owner: int | None) -> bool:
+    """Delete a stored response (only `owner`'s, when given); whether there was one."""
+    qs = StoredResponse.objects.filter(response_id=response_id, expires_at__gt=timezone.now())
+    if owner is not None:
+        qs = qs.filter(api_key_id=owner)
+    deleted, _ = qs.delete()
+    return deleted > 0
