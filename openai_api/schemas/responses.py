@@ -50,17 +50,27 @@ class OtherPart(StrictModel):
     type: str
 
 
+# Tags name union members in error locations; capitalised, so errors name the client's fields only.
+_PART_TAGS = {"input_text": "InputText", "output_text": "OutputText", "refusal": "Refusal"}
+_ITEM_TAGS = {"message": "Message", "function_call": "FunctionCall", "function_call_output": "FunctionCallOutput",
+              "reasoning": "Reasoning"}
+
+
+def _kind(value: Any, default: str | None = None) -> Any:
+    return value.get("type", default) if isinstance(value, dict) else getattr(value, "type", default)
+
+
 def _part_tag(value: Any) -> str:
-    kind = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
-    return kind if kind in ("input_text", "output_text", "refusal") else "other"
+    kind = _kind(value)
+    return _PART_TAGS.get(kind, "Other")
 
 
 ContentPart = Annotated[
     Union[
-        Annotated[InputText, Tag("input_text")],
-        Annotated[OutputText, Tag("output_text")],
-        Annotated[Refusal, Tag("refusal")],
-        Annotated[OtherPart, Tag("other")],
+        Annotated[InputText, Tag("InputText")],
+        Annotated[OutputText, Tag("OutputText")],
+        Annotated[Refusal, Tag("Refusal")],
+        Annotated[OtherPart, Tag("Other")],
     ],
     Discriminator(_part_tag),
 ]
@@ -115,17 +125,16 @@ class OtherItem(StrictModel):
 
 
 def _item_tag(value: Any) -> str:
-    kind = value.get("type", "message") if isinstance(value, dict) else getattr(value, "type", None)
-    return kind if kind in ("message", "function_call", "function_call_output", "reasoning") else "other"
+    return _ITEM_TAGS.get(_kind(value, "message"), "Other")
 
 
 InputItem = Annotated[
     Union[
-        Annotated[MessageItem, Tag("message")],
-        Annotated[FunctionCallItem, Tag("function_call")],
-        Annotated[FunctionCallOutputItem, Tag("function_call_output")],
-        Annotated[ReasoningItem, Tag("reasoning")],
-        Annotated[OtherItem, Tag("other")],
+        Annotated[MessageItem, Tag("Message")],
+        Annotated[FunctionCallItem, Tag("FunctionCall")],
+        Annotated[FunctionCallOutputItem, Tag("FunctionCallOutput")],
+        Annotated[ReasoningItem, Tag("Reasoning")],
+        Annotated[OtherItem, Tag("Other")],
     ],
     Discriminator(_item_tag),
 ]
@@ -156,8 +165,8 @@ class BuiltinTool(StrictModel):
 
 
 ToolParam = Annotated[
-    Union[Annotated[FunctionToolParam, Tag("function")], Annotated[BuiltinTool, Tag("builtin")]],
-    Discriminator(lambda v: "function" if (v.get("type") if isinstance(v, dict) else v.type) == "function" else "builtin"),
+    Union[Annotated[FunctionToolParam, Tag("Function")], Annotated[BuiltinTool, Tag("Builtin")]],
+    Discriminator(lambda v: "Function" if _kind(v) == "function" else "Builtin"),
 ]
 
 
@@ -174,8 +183,8 @@ class OtherToolChoice(StrictModel):
 ToolChoiceParam = Union[
     Literal["none", "auto", "required"],
     Annotated[
-        Union[Annotated[FunctionChoice, Tag("function")], Annotated[OtherToolChoice, Tag("other")]],
-        Discriminator(lambda v: "function" if (v.get("type") if isinstance(v, dict) else v.type) == "function" else "other"),
+        Union[Annotated[FunctionChoice, Tag("Function")], Annotated[OtherToolChoice, Tag("Other")]],
+        Discriminator(lambda v: "Function" if _kind(v) == "function" else "Other"),
     ],
 ]
 
@@ -198,7 +207,11 @@ class FormatJsonSchema(StrictModel):
 
 
 class TextConfig(StrictModel):
-    format: Annotated[Union[FormatText, FormatJsonObject, FormatJsonSchema], Field(discriminator="type")] | None = None
+    format: Annotated[
+        Union[Annotated[FormatText, Tag("Text")], Annotated[FormatJsonObject, Tag("JsonObject")],
+              Annotated[FormatJsonSchema, Tag("JsonSchema")]],
+        Discriminator(lambda v: {"text": "Text", "json_object": "JsonObject", "json_schema": "JsonSchema"}.get(_kind(v))),
+    ] | None = None
     verbosity: str | None = None
 
 
