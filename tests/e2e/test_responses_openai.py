@@ -64,6 +64,9 @@ def http(llm_server):
 
 
 def test_create_text(client, http):
+    # llama.cpp's first pass over a new prompt can differ at near-ties from later ones (prefix
+    # reuse): the answers compared below are the second and third of the same prompt.
+    raw_json(http, model="light", input="Name three colours.", max_output_tokens=12, temperature=0)
     reply = client.responses.create(model="light", input="Name three colours.", max_output_tokens=12, temperature=0)
     assert reply.object == "response" and reply.model == "light" and reply.output_text
     assert reply.status in ("completed", "incomplete") and reply.usage.output_tokens <= 12
@@ -74,6 +77,7 @@ def test_create_text(client, http):
 
 def test_stream_events_in_order_and_equal_to_the_whole_answer(http):
     request = {"model": "light", "input": "Tell me about the sea.", "max_output_tokens": 10, "temperature": 0}
+    raw_json(http, **request)  # the first pass over a prompt may differ at near-ties (see test_create_text)
     events = streamed(http, **request)
     kinds = [e.type for e in events]
     assert kinds[:4] == ["response.created", "response.in_progress", "response.output_item.added", "response.content_part.added"]
