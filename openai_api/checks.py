@@ -17,3 +17,11 @@ def operations_settings(app_configs=None, **kwargs):
         if getattr(settings, name) < 0:
             errors.append(Error(f"{name} must be 0 or more.", id="openai_api.E002"))
     return errors
+
+
+@register()
+def responses_settings(app_configs=None, **kwargs):
+    """The Responses API: a stored response must live long enough to be continued."""
+    if settings.RESPONSES_RETENTION_DAYS <= 0:
+        return [Error("RESPONSES_RETENTION_DAYS must be more than 0 (send store: false not to store).", id="openai_api.E101")]
+    return []

@@ -144,3 +144,12 @@ async def test_unknown_model_and_wrong_kind(post, served):
     await sync_to_async(Tier.objects.create)(name="emb", kind="embedding", backend="fake", model_path="e.bin")
     assert_error(await post(URL, {**HELLO, "model": "nope"}), 404, code="model_not_found")
     assert_error(await post(URL, {**HELLO, "model": "emb"}), 400, code="model_not_supported")
+
+
+def test_retention_must_be_positive(settings):
+    from openai_api.checks import responses_settings
+
+    settings.RESPONSES_RETENTION_DAYS = 0
+    assert [e.id for e in responses_settings()] == ["openai_api.E101"]
+    settings.RESPONSES_RETENTION_DAYS = 0.5
+    assert responses_settings() == []

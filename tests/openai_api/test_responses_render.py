@@ -1,0 +1,89 @@
+"""The Responses renderer and input conversion, as units: objects and events checked against the
+openai SDK's typed models; reasoning items; a replay sends what a live stream sends."""
+
+from __future__ import annotations
+
+from openai.types.responses import Response, ResponseStreamEvent
+from pydantic import TypeAdapter
+
+from inference.params import ModelSpec, SamplingParams
+from openai_api.schemas.responses import ResponseCreateRequest, input_messages
+from openai_api.serving.responses_render import Echo, ResponseResult, ResponseWriter
+
+EVENTS = TypeAdapter(list[ResponseStreamEvent])
+SPEC = ModelSpec(name="light", backend="llamacpp", kind="chat", model_path="x.gguf", load={}, defaults={})
+
+
+def writer(**request) -> ResponseWriter:
+    body = ResponseCreateRequest.model_validate({"model": "light", "input": "hi", **request})
+    return ResponseWriter("resp_1", 1700000000, Echo("light", body, SamplingParams(temperature=0.5)))
+
+
+def test_reasoning_text_and_calls_become_items_in_order():
+    result = ResponseResult(text=None, calls=[("f", '{"a": 1}'), ("g", "{}")], reasoning="Think first.",
+                            prompt_tokens=3, completion_tokens=9)
+    tools = [{"type": "function", "name": n, "parameters": {"type": "object"}} for n in ("f", "g")]
+    response = Response.model_validate(writer(tools=tools).whole(result))
+    assert [item.type for item in response.output] == ["reasoning", "function_call", "function_call"]
+    assert response.output[0].content[0].text == "Think first." and response.output[0].summary == []
+    assert [(c.name, c.arguments) for c in response.output[1:]] == [("f", '{"a": 1}'), ("g", "{}")]
+    assert response.status == "completed" and response.temperature == 0.5 and response.usage.total_tokens == 12
+    assert response.tools[0].strict is True  # the Responses API's default
+
+
+def test_replayed_events_are_typed_and_numbered():
+    events = EVENTS.validate_python(list(writer().replay(ResponseResult(text="Hello.", reasoning="Hm.", finish_reason="length"))))
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+    assert [e.type for e in events] == [
+        "response.created", "response.in_progress",
+        "response.output_item.added", "response.content_part.added", "response.reasoning_text.delta",
+        "response.reasoning_text.done", "response.content_part.done", "response.output_item.done",
+        "response.output_item.added", "response.content_part.added", "response.output_text.delta",
+        "response.output_text.done", "response.content_part.done", "response.output_item.done",
+        "response.incomplete",
+    ]
+    final = events[-1].response
+    assert final.output_text == "Hello." and final.output[1].status == "incomplete"
+    assert final.incomplete_details.reason == "max_output_tokens"
+
+
+def test_a_live_stream_and_its_replay_send_the_same_events():
+    live = writer()
+    events = live.start() + live.text_delta("Hel") + live.text_delta("lo") + live.text_delta("!")
+    finished, result, _ = live.finish("stop", 2, 3)
+    events += finished
+    replayed = list(writer().replay(result))
+    strip = lambda evs: [(e["type"], e.get("output_index")) for e in evs if e["type"] != "response.output_text.delta"]  # noqa: E731
+    assert strip(events) == strip(replayed)
+    assert events[-1]["response"]["output"][0]["content"] == replayed[-1]["response"]["output"][0]["content"]
+
+
+def test_an_empty_answer_is_an_empty_message():
+    response = Response.model_validate(writer().whole(ResponseResult(text="")))
+    assert response.output[0].type == "message" and response.output_text == ""
+
+
+def test_input_items_become_chat_messages():
+    body = ResponseCreateRequest.model_validate({"model": "light", "input": [
+        {"role": "developer", "content": "Rules."},
+        {"role": "user", "content": [{"type": "input_text", "text": "a"}, {"type": "input_text", "text": "b"}]},
+        {"type": "reasoning", "id": "rs_1", "summary": []},
+        {"type": "function_call", "call_id": "c1", "name": "f", "arguments": "{}"},
+        {"type": "function_call", "call_id": "c2", "name": "g", "arguments": "{}"},
+        {"type": "function_call_output", "call_id": "c1", "output": "one"},
+        {"type": "function_call_output", "call_id": "c2", "output": [{"type": "input_text", "text": "two"}]},
+        {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "Done.", "annotations": []}]},
+    ]})
+    messages = [m.as_template_dict() for m in input_messages(body.input_items())]
+    assert messages == [
+        {"role": "system", "content": "Rules."},
+        {"role": "user", "content": "ab"},
+        {"role": "assistant", "content": "", "tool_calls": [
+            {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}},
+            {"id": "c2", "type": "function", "function": {"name": "g", "arguments": "{}"}}]},
+        {"role": "tool", "content": "one", "tool_call_id": "c1"},
+        {"role": "tool", "content": "two", "tool_call_id": "c2"},
+        {"role": "assistant", "content": "Done."},
+    ]
+    request = body.to_generation(SPEC, [])
+    assert request.messages[0].role == "system" and request.sampling.max_tokens is None
