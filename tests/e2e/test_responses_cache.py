@@ -77,6 +77,10 @@ def test_previous_response_id_is_resolved_before_the_key(http):
         {"role": "user", "content": "Another one."},
     ])
     assert outcome == "HIT" and explicit["output"][0]["content"] == chained["output"][0]["content"]
+    # the same new input continuing another conversation is another request
+    _, other = create(http, input="Say a letter.")
+    outcome, _ = create(http, input="Another one.", previous_response_id=other["id"])
+    assert outcome == "MISS"
     # echo fields are not keyed: they come from the request that is answered
     outcome, labelled = create(http, input="Say a number.", metadata={"who": "me"}, store=False)
     assert outcome == "HIT" and labelled["metadata"] == {"who": "me"} and labelled["store"] is False
