@@ -27,6 +27,11 @@ logger = logging.getLogger(__name__)
 WARM_WAIT_SECONDS = 5
 
 
+def pretty_json(value) -> str:
+    """A JSON field as the admin shows it: indented, in a <pre>."""
+    return format_html("<pre>{}</pre>", json.dumps(value, indent=2, ensure_ascii=False))
+
+
 def _ago(timestamp: float | None) -> str:
     if timestamp is None:
         return "never"
@@ -169,11 +174,11 @@ class CachedResponseAdmin(admin.ModelAdmin):
 
     @admin.display(description="Request")
     def request_pretty(self, entry: CachedResponse) -> str:
-        return format_html("<pre>{}</pre>", json.dumps(entry.request, indent=2, ensure_ascii=False))
+        return pretty_json(entry.request)
 
     @admin.display(description="Response")
     def response_pretty(self, entry: CachedResponse) -> str:
-        return format_html("<pre>{}</pre>", json.dumps(entry.response, indent=2, ensure_ascii=False))
+        return pretty_json(entry.response)
 
     def delete_model(self, request, obj):
         cached_response_clear(keys=[obj.key])
@@ -271,8 +276,8 @@ class StoredResponseAdmin(admin.ModelAdmin):
 
     @admin.display(description="Input items")
     def input_pretty(self, entry: StoredResponse) -> str:
-        return format_html("<pre>{}</pre>", json.dumps(entry.input_items, indent=2, ensure_ascii=False))
+        return pretty_json(entry.input_items)
 
     @admin.display(description="Response")
     def response_pretty(self, entry: StoredResponse) -> str:
-        return format_html("<pre>{}</pre>", json.dumps(entry.response, indent=2, ensure_ascii=False))
+        return pretty_json(entry.response)

@@ -127,3 +127,26 @@ def test_clear_expired_needs_no_selection(admin_client, light):
     response = admin_client.post("/admin/registry/cachedresponse/", {"action": "clear_expired", "index": "0"}, follow=True)
     assert "Deleted 1 expired entries." in response.content.decode()
     assert CachedResponse.objects.count() == 1
+
+
+def test_stored_responses_are_listed_viewed_and_deleted(admin_client, light):
+    """A response made through the API (the real SmolLM2) appears in the admin, read-only."""
+    import asyncio
+
+    from django.test import AsyncClient
+
+    from registry.models import StoredResponse
+
+    async def create():
+        return await AsyncClient().post("/v1/responses", {"model": "light", "input": "Hi", "max_output_tokens": 2},
+                                        content_type="application/json")
+
+    made = json.loads(asyncio.run(create()).content)
+    row = StoredResponse.objects.get(response_id=made["id"])
+    listing = admin_client.get("/admin/registry/storedresponse/")
+    assert listing.status_code == 200 and made["id"] in listing.content.decode()
+    page = admin_client.get(f"/admin/registry/storedresponse/{row.pk}/change/")
+    assert page.status_code == 200 and "&quot;input&quot;" not in page.content.decode() and "Hi" in page.content.decode()
+    assert admin_client.get("/admin/registry/storedresponse/add/").status_code == 403
+    admin_client.post(f"/admin/registry/storedresponse/{row.pk}/delete/", {"post": "yes"})
+    assert not StoredResponse.objects.filter(pk=row.pk).exists()
