@@ -54,7 +54,7 @@ UNKEYED = (
     "prompt_cache_key", "prompt_cache_retention", "safety_identifier", "service_tier",
 )
 
-Keep = Callable[[ResponseResult, dict], Awaitable[None]]
+Keep = Callable[..., Awaitable[None]]  # (result, response object, *, cache=True): store it, cache it
 
 
 def owner_of(request: HttpRequest) -> int | None:
@@ -136,7 +136,7 @@ def _marked(response: HttpResponse, outcome: str, relaxed: list[str]) -> HttpRes
     return with_relaxed(response, relaxed)
 
 
-async def _answer_replayed(writer: ResponseWriter, result: ResponseResult, stream: bool, keep) -> HttpResponse:
+async def _answer_replayed(writer: ResponseWriter, result: ResponseResult, stream: bool, keep: Keep) -> HttpResponse:
     """A cached answer, rendered as a live one is (new ids), and stored like one."""
     events = list(writer.replay(result))
     await keep(result, writer.final, cache=False)
@@ -151,7 +151,7 @@ async def _answer_replayed(writer: ResponseWriter, result: ResponseResult, strea
 
 
 async def _live_events(
-    generation: Generation, writer: ResponseWriter, calls: ToolCalls | None, relaxed: list[str], keep
+    generation: Generation, writer: ResponseWriter, calls: ToolCalls | None, relaxed: list[str], keep: Keep
 ) -> AsyncIterator[bytes]:
     parser = tool_format(generation.started.tool_format).parser(calls.choice) if calls is not None else None
     for event in writer.start():

@@ -84,6 +84,16 @@ CASES = [
     ("dimensions 10**30", "/v1/embeddings", {"model": "embed", "input": "x", "dimensions": 10**30}, {}, {400}),
     ("token id 10**30", "/v1/embeddings", {"model": "embed", "input": [10**30]}, {}, {400}),
     ("top_n 10**30", "/v1/rerank", {"model": "rerank", "query": "q", "documents": ["a", "b"], "top_n": 10**30}, {}, {200}),
+    # the Responses API (issue 14)
+    ("responses: surrogate in input", "/v1/responses", '{"model": "light", "input": "a\\ud800"}', {}, {400}),
+    ("responses: 10,000 input items", "/v1/responses", {"model": "light", "input": [{"role": "user", "content": "hi"}] * 10_000, "max_output_tokens": 1}, {}, {400}),
+    ("responses: 10,000-level nesting in input", "/v1/responses", '{"model": "light", "input": ' + nested(10_000) + "}", {}, {400}),
+    ("responses: a 40-level text.format schema", "/v1/responses", {"model": "light", "input": "x", "max_output_tokens": 8, "text": {"format": {"type": "json_schema", "name": "deep", "schema": deep_schema(40)}}}, {}, {200, 400}),
+    ("responses: max_output_tokens 10**30", "/v1/responses", {"model": "light", "input": "hi", "max_output_tokens": 10**30, "text": {"format": {"type": "json_schema", "name": "b", "schema": {"type": "boolean"}}}}, {}, {200}),
+    ("responses: temperature 1e308", "/v1/responses", {"model": "light", "input": "hi", "temperature": 1e308}, {}, {400}),
+    ("responses: an unknown item type", "/v1/responses", {"model": "light", "input": [{"type": "x" * 10_000}]}, {}, {400}),
+    ("responses: a 4 MB function output", "/v1/responses", {"model": "light", "input": [{"type": "function_call_output", "call_id": "c", "output": "word " * 800_000}], "max_output_tokens": 1}, {}, {400}),
+    ("responses: an unknown previous_response_id", "/v1/responses", {"model": "light", "input": "hi", "previous_response_id": "resp_" + "9" * 5000}, {}, {404}),
     # routes and methods
     ("unknown route", "/v1/nothing-here", chat(), {}, {404}),
     ("unknown model", "/v1/chat/completions", chat(model="../../etc/passwd"), {}, {404}),

@@ -153,3 +153,9 @@ def test_retention_must_be_positive(settings):
     assert [e.id for e in responses_settings()] == ["openai_api.E101"]
     settings.RESPONSES_RETENTION_DAYS = 0.5
     assert responses_settings() == []
+
+
+def test_access_log_label():
+    from openai_api.access_log import endpoint_of
+
+    assert endpoint_of("/v1/responses") == endpoint_of("/v1/responses/resp_1") == "responses"
