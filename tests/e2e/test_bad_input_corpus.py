@@ -104,10 +104,14 @@ CASES = [
 def corpus_server(tmp_path_factory):
     server = LiveServer(tmp_path_factory.mktemp("corpus"), env={"CACHE_REQUESTS": "none", "REQUEST_TIMEOUT_SECONDS": "20"})
     server.start()
-    with server.client() as client:  # load every tier first: the bound is over a loaded server
-        client.post("/v1/chat/completions", json=chat()).raise_for_status()
-        client.post("/v1/embeddings", json={"model": "embed", "input": "x"}).raise_for_status()
-        client.post("/v1/rerank", json={"model": "rerank", "query": "q", "documents": ["d"]}).raise_for_status()
+    try:
+        with server.client() as client:  # load every tier first: the bound is over a loaded server
+            client.post("/v1/chat/completions", json=chat()).raise_for_status()
+            client.post("/v1/embeddings", json={"model": "embed", "input": "x"}).raise_for_status()
+            client.post("/v1/rerank", json={"model": "rerank", "query": "q", "documents": ["d"]}).raise_for_status()
+    except BaseException:
+        server.stop()  # a failed warm-up never leaves its server behind
+        raise
     server.rss_bound = psutil.Process(server.process.pid).memory_info().rss + RSS_MARGIN
     yield server
     server.stop()
