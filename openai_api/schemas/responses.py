@@ -14,7 +14,7 @@ from inference.params import ChatMessage, GenerationRequest, ModelSpec, resolve_
 from llmservice.errors import InvalidRequest, UnsupportedParameter
 
 from .common import SamplingExtensions, StrictModel, refuse
-from .structured import NAME_PATTERN, FunctionDefinition, FunctionName, FunctionTool, NamedToolChoice, one_constraint, tool_use
+from .structured import NAME_PATTERN, FunctionDefinition, FunctionName, FunctionTool, NamedToolChoice, one_constraint, tool_calls_allowed
 
 BUILTIN_TOOL = "Built-in tool '{kind}' is not supported by this server: only function tools ('type': 'function') are."
 BUILTIN_TOOL_CHOICE = "'tool_choice' of type '{kind}' is not supported by this server: only function tools are."
@@ -298,7 +298,7 @@ class ResponseCreateRequest(SamplingExtensions):
             raise UnsupportedParameter(BUILTIN_TOOL_CHOICE.format(kind=choice.type), param="tool_choice")
         if isinstance(choice, FunctionChoice):
             choice = NamedToolChoice(type="function", function=FunctionName(name=choice.name))
-        return tool_use(tools or None, choice, self.parallel_tool_calls)
+        return tool_calls_allowed(tools or None, choice, self.parallel_tool_calls)
 
     def format_constraint(self) -> Constraint | None:
         fmt = self.text.format if self.text else None

@@ -115,13 +115,12 @@ async def response_create(request: HttpRequest, body: ResponseCreateRequest) -> 
     relaxed = list(generation.started.relaxed)
     if body.stream:
         return _marked(sse_response(_live_events(generation, writer, calls, relaxed, keep)), MISS, relaxed)
-    outputs = await generation.collect()
-    choice = outputs[0]
-    text = "".join(choice.text)
+    text, finished = await _collected(generation)
     if outcome.timed_out and not text:
         raise deadline_error()
-    result = ResponseResult(text=text, finish_reason=choice.finish_reason, prompt_tokens=generation.started.prompt_tokens,
-                            completion_tokens=choice.completion_tokens, relaxed=relaxed)
+    result = ResponseResult(text=text, finish_reason=public_reason(finished.reason) if finished else "length",
+                            prompt_tokens=generation.started.prompt_tokens,
+                            completion_tokens=finished.completion_tokens if finished else 0, relaxed=relaxed)
     if calls is not None:
         answer = tool_format(generation.started.tool_format).parse(text, calls.choice)
         if answer.calls or answer.content is None:
@@ -129,6 +128,19 @@ async def response_create(request: HttpRequest, body: ResponseCreateRequest) -> 
     final = writer.whole(result)
     await keep(result, final)
     return _marked(json_response(final), MISS, relaxed)
+
+
+async def _collected(generation: Generation) -> tuple[str, Finished | None]:
+    """The one choice's whole text and how it finished (a response has one choice)."""
+    parts: list[str] = []
+    finished: Finished | None = None
+    async with aclosing(generation.events):
+        async for event in generation.events:
+            if isinstance(event, Delta):
+                parts.append(event.text)
+            elif isinstance(event, Finished):
+                finished = event
+    return "".join(parts), finished
 
 
 def _marked(response: HttpResponse, outcome: str, relaxed: list[str]) -> HttpResponse:

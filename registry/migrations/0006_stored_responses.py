@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('registry', '0004_tier_admission_and_api_keys'),
+        ('registry', '0005_tier_options'),
     ]
 
     operations = [
