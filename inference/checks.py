@@ -47,3 +47,19 @@ def backend_registry(app_configs=None, **kwargs):
                           id="inference.E003")
                 )
     return errors
+
+
+@register()
+def keep_alive_settings(app_configs=None, **kwargs):
+    """inference.E004: KEEP_ALIVE and KEEP_ALIVE_MAX are durations; MAX_LOADED_MODELS is not negative."""
+    from .keep_alive import INVALID_DURATION, duration_parse
+
+    errors = []
+    for name in ("KEEP_ALIVE", "KEEP_ALIVE_MAX"):
+        try:
+            duration_parse(getattr(settings, name))
+        except ValueError:
+            errors.append(Error(f"{name}={getattr(settings, name)!r} {INVALID_DURATION}.", id="inference.E004"))
+    if settings.MAX_LOADED_MODELS < 0:
+        errors.append(Error("MAX_LOADED_MODELS must be 0 (no limit) or more.", id="inference.E004"))
+    return errors

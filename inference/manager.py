@@ -3,15 +3,22 @@
 The event loop never runs model code. A request passes its tier's admission gate, puts a job on
 its model's queue and waits on the job's own asyncio queue; the owner thread feeds it events
 (inference/jobs.py, inference/scheduler.py). A new request never interrupts a running one.
+
+With MAX_LOADED_MODELS set, a model about to load first makes room: it unloads the least recently
+used idle model; while every loaded model is busy it waits (its requests wait in their queue,
+bounded by the tier's queue-wait limit, a 429 past it). A busy model is never evicted.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import threading
 import time
 from typing import Any, AsyncIterator
+
+from django.conf import settings
 
 from llmservice.errors import InternalError, ModelUnavailable, ServiceError
 
@@ -26,8 +33,11 @@ from .scheduler import Scheduler
 from .stats import GenerationStats
 from .status import TierStatus
 
+logger = logging.getLogger(__name__)
+
 NO_ANSWER = "The model ended a request without an answer; see the server log."
 PREPARE_POLL_SECONDS = 0.02  # how often a constrained request checks on a model still loading
+ROOM_POLL_SECONDS = 0.05  # how often a model waiting for room under MAX_LOADED_MODELS looks again
 
 
 class ModelManager:
@@ -53,15 +63,17 @@ class ModelManager:
             current = self._schedulers.get(spec.name)
             failures = 0
             if current is not None and current.spec.load_key == spec.load_key:
-                if current.state != "failed":
+                if current.state == "failed":
+                    if current.retry_at is not None and time.time() < current.retry_at:
+                        raise ModelUnavailable(retry_message(current.error, current.retry_at))
+                    failures = current.failures
+                elif current.accepting:
                     return current
-                if current.retry_at is not None and time.time() < current.retry_at:
-                    raise ModelUnavailable(retry_message(current.error, current.retry_at))
-                failures = current.failures
+                # else it unloaded itself (keep_alive): load it again
             engine = engine_class(spec.backend, spec.kind)
             if current is not None:
                 self._retire(current)  # its queued requests finish on the old instance
-            scheduler = Scheduler(spec, engine, failures=failures)
+            scheduler = Scheduler(spec, engine, failures=failures, make_room=self._make_room)
             self._schedulers[spec.name] = scheduler
             return scheduler
 
@@ -69,6 +81,36 @@ class ModelManager:
         """Called with the lock held."""
         scheduler.retire()
         self._retired = [s for s in self._retired if not s.finished] + [scheduler]
+
+    def _make_room(self, scheduler: Scheduler) -> bool:
+        """On `scheduler`'s owner thread, before it loads: wait until fewer than MAX_LOADED_MODELS
+        models are held, evicting the least recently used idle one. False if it was retired meanwhile."""
+        waiting_logged = False
+        while True:
+            with self._lock:
+                if not scheduler.accepting:
+                    return False
+                limit = settings.MAX_LOADED_MODELS
+                held = [s for s in [*self._schedulers.values(), *self._retired] if s is not scheduler and s.holds_model]
+                if limit <= 0 or len(held) < limit:
+                    scheduler.holds_room = True
+                    return True
+                victim = next((s for s in sorted(held, key=lambda s: s.used_at) if s.evict()), None)
+                if victim is not None:
+                    if self._schedulers.get(victim.spec.name) is victim:
+                        del self._schedulers[victim.spec.name]
+                    self._retired = [s for s in self._retired if not s.finished] + [victim]
+            if victim is not None:
+                logger.info(
+                    "Unloading %s, the least recently used idle model, to load %s (MAX_LOADED_MODELS=%d)",
+                    victim.spec.name, scheduler.spec.name, limit,
+                )
+                victim.join()
+            else:
+                if not waiting_logged:
+                    waiting_logged = True
+                    logger.info("%s waits to load: MAX_LOADED_MODELS=%d models are loaded and busy", scheduler.spec.name, limit)
+                time.sleep(ROOM_POLL_SECONDS)
 
     async def generate(
         self,
@@ -95,7 +137,7 @@ class ModelManager:
             while True:
                 scheduler = self.scheduler(spec)
                 job.request = await self.prepare(scheduler, request)
-                if scheduler.submit(job):
+                if scheduler.submit(job, spec.keep_alive):
                     break
                 await asyncio.sleep(0)  # raced with a retire: the next call makes a new scheduler
             while True:
@@ -176,7 +218,7 @@ class ModelManager:
             admission.close()
 
     async def _submit(self, spec: ModelSpec, job: Job) -> None:
-        while not self.scheduler(spec).submit(job):
+        while not self.scheduler(spec).submit(job, spec.keep_alive):
             await asyncio.sleep(0)  # raced with a retire: the next call makes a new scheduler
 
     def warm(self, spec: ModelSpec, timeout: float | None = None) -> TierStatus:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Mapping
 
@@ -17,6 +18,7 @@ if TYPE_CHECKING:
     from .constraints.compiler import CompiledConstraint
 
 from .admission import QueueLimits
+from .keep_alive import keep_alive_bound
 
 
 
@@ -154,6 +156,17 @@ class ModelSpec:
     # Both keys are hashed once, when the snapshot is made: every request reads them several times.
     load_key: str = field(init=False, repr=False, compare=False)
     config_key: str = field(init=False, repr=False, compare=False)
+    # Idle unload (inference/keep_alive.py), in seconds, math.inf: never; not part of either key.
+    keep_alive: float = math.inf  # after the last request ends (a request may ask for its own)
+    keep_alive_max: float = math.inf  # the most a request may ask for
+
+    def with_keep_alive(self, requested: float | None) -> "ModelSpec":
+        """This spec with a request's keep_alive (None: not given), bounded by `keep_alive_max`."""
+        if requested is None:
+            return self
+        return dataclasses.replace(
+            self, keep_alive=keep_alive_bound(requested, default=self.keep_alive, maximum=self.keep_alive_max)
+        )
 
     def __post_init__(self) -> None:
         # load_key changes exactly when the loaded instance must be replaced; config_key whenever

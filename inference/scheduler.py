@@ -5,6 +5,12 @@ the engine has free slots, abort the admitted jobs whose request was cancelled, 
 is active, finish the jobs a step returns, and block on the queue when there is nothing to do. A
 new request never interrupts a running one; with every slot busy it waits in the queue (behind
 the tier's admission gate, which learns the engine's parallelism here).
+
+Idle unload (keep_alive): when the last request ends, the scheduler notes when it will unload
+(`unload_at`) and its owner thread waits on the queue no longer than that; nothing runs per token.
+If nothing arrived by then it stops taking work and closes the model, under the same lock that
+`submit` takes, so a request either lands before (and is served) or sees it gone (and the manager
+starts a new load).
 """
 
 from __future__ import annotations
@@ -12,8 +18,10 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import math
 import time
 from collections import deque
+from typing import Callable
 
 from llmservice.errors import InternalError, ModelUnavailable, ServiceError
 from llmservice.logs import request_id_var
@@ -31,6 +39,7 @@ logger = logging.getLogger(__name__)
 STOP = object()  # end of a scheduler's queue
 STATS_SECONDS = 0.05  # how often a busy scheduler refreshes its engine's stats for status readers
 ENGINE_FAILED = "The model failed while generating; see the server log."
+UNLOADED_BEFORE_LOAD = "The model was unloaded before it finished loading; retry the request."
 
 
 class Scheduler:
@@ -38,7 +47,14 @@ class Scheduler:
 
     RECENT = 50
 
-    def __init__(self, spec: ModelSpec, engine_class: type[Engine], *, failures: int = 0):
+    def __init__(
+        self,
+        spec: ModelSpec,
+        engine_class: type[Engine],
+        *,
+        failures: int = 0,
+        make_room: Callable[["Scheduler"], bool] | None = None,
+    ):
         self.spec = spec
         self.engine_class = engine_class
         self.engine: Engine | None = None  # set once loaded (read by the generate path's prepare step)
@@ -52,6 +68,13 @@ class Scheduler:
         self.queued = 0
         self.last_used: float | None = None
         self.recent: deque[RequestStat] = deque(maxlen=self.RECENT)
+        self.keep_alive = spec.keep_alive  # seconds idle before unloading (math.inf: never); the latest request's
+        self.unload_at: float | None = None  # time.time() it unloads if nothing arrives; None: busy, or never
+        self.used_at = time.monotonic()  # last submit or finish: least recently used goes first
+        # Called on the owner thread before loading: waits for room under MAX_LOADED_MODELS (the
+        # manager's), False if this scheduler was retired meanwhile. Without it the room is ours.
+        self._make_room = make_room
+        self.holds_room = make_room is None
         self._stats: EngineStats | None = None
         self._accepting = True
         self._lock = threading.Lock()
@@ -61,11 +84,16 @@ class Scheduler:
         self._thread.start()
 
     # --- called from any thread ----------------------------------------------------------
-    def submit(self, job: Job) -> bool:
-        """Queue `job`; False if this scheduler no longer takes work (retired or failed)."""
+    def submit(self, job: Job, keep_alive: float | None = None) -> bool:
+        """Queue `job`; False if this scheduler no longer takes work (retired, failed or idle-unloaded).
+        `keep_alive` (seconds) replaces the model's from now on, as in Ollama."""
         with self._lock:
             if not self._accepting:
                 return False
+            if keep_alive is not None:
+                self.keep_alive = keep_alive
+            self.unload_at = None
+            self.used_at = time.monotonic()
             self.queued += 1
             self._queue.put(job)
             return True
@@ -78,6 +106,23 @@ class Scheduler:
                 if self.state in ("loading", "ready"):
                     self.state = "retiring"
                 self._queue.put(STOP)
+
+    def evict(self) -> bool:
+        """Retire now if loaded and idle (nothing running or queued); False if busy or not loaded."""
+        with self._lock:
+            if not (self._accepting and self.state == "ready" and self.running == 0 and self.queued == 0):
+                return False
+        self.retire()
+        return True
+
+    @property
+    def accepting(self) -> bool:
+        return self._accepting
+
+    @property
+    def holds_model(self) -> bool:
+        """Its model is loading, loaded or closing: it counts against MAX_LOADED_MODELS."""
+        return self.holds_room and not self.finished
 
     def wait_loaded(self, timeout: float | None = None) -> bool:
         return self._loaded.wait(timeout)
@@ -105,6 +150,8 @@ class Scheduler:
             queued=queued,
             requests=self.requests,
             last_used=self.last_used,
+            keep_alive=None if math.isinf(self.keep_alive) else self.keep_alive,
+            unload_at=self.unload_at if state == "ready" else None,
             error=self.error,
             failures=self.failures,
             retry_at=self.retry_at,
@@ -114,6 +161,13 @@ class Scheduler:
 
     # --- the owner thread ----------------------------------------------------------------
     def _run(self) -> None:
+        if self._make_room is not None and not self._make_room(self):
+            self.error = UNLOADED_BEFORE_LOAD
+            self._loaded.set()
+            self._refuse_all()
+            with self._lock:
+                self.state = "unloaded"
+            return
         engine = self._load()
         if engine is None:
             self._refuse_all()
@@ -132,7 +186,9 @@ class Scheduler:
             idle = not waiting and not running
             if idle and stopping:
                 return
-            stopping = self._take(waiting, block=idle) or stopping
+            stopping = self._take(waiting, block=idle, timeout=self._idle_timeout() if idle else None) or stopping
+            if idle and not waiting and not stopping and self._expire():
+                return
             admitted = False
             while waiting and engine.free_slots() > 0:
                 job = waiting.popleft()
@@ -219,10 +275,11 @@ class Scheduler:
                 why = "stopped at the request's deadline" if job.timed_out else "cancelled by the client"
             logger.info("%s: generation %s", self.spec.name, why)
 
-    def _take(self, waiting: deque[Job], *, block: bool) -> bool:
-        """Move queued jobs to `waiting` (waiting for one when `block`); True once STOP was seen."""
+    def _take(self, waiting: deque[Job], *, block: bool, timeout: float | None = None) -> bool:
+        """Move queued jobs to `waiting` (waiting for one when `block`, at most `timeout` seconds);
+        True once STOP was seen."""
         try:
-            item = self._queue.get() if block else self._queue.get_nowait()
+            item = self._queue.get(timeout=timeout) if block else self._queue.get_nowait()
             while True:
                 if item is STOP:
                     return True  # retire() let nothing in after it
@@ -240,6 +297,9 @@ class Scheduler:
             else:
                 self.queued -= 1
             self.last_used = time.time()
+            self.used_at = time.monotonic()
+            if self.running == 0 and self.queued == 0:
+                self._idle_from(self.last_used)
         if job.admission is not None:
             job.admission.finished()
         job.emit(DONE)
@@ -268,9 +328,32 @@ class Scheduler:
         with self._lock:
             if self.state == "loading":
                 self.state = "ready"
+            if self.running == 0 and self.queued == 0:  # warmed with no request: its keep_alive starts now
+                self._idle_from(time.time())
         logger.info("Loaded %s model in %.2fs", self.spec.name, self.load_seconds)
         self._loaded.set()
         return engine
+
+    # --- idle unload (keep_alive) ------------------------------------------------------------
+    def _idle_from(self, now: float) -> None:
+        """Called with the lock held when the last request has ended."""
+        self.unload_at = None if math.isinf(self.keep_alive) else now + self.keep_alive
+
+    def _idle_timeout(self) -> float | None:
+        unload_at = self.unload_at
+        return None if unload_at is None else max(0.0, unload_at - time.time())
+
+    def _expire(self) -> bool:
+        """Stop taking work if still idle past `unload_at`; True: the model is to be closed now."""
+        with self._lock:
+            unload_at = self.unload_at
+            if unload_at is None or self.queued or self.running or time.time() < unload_at:
+                return False
+            self._accepting = False
+            self.state = "retiring"
+            self.unload_at = None
+        logger.info("%s: idle for its keep_alive (%gs): unloading", self.spec.name, self.keep_alive)
+        return True
 
     def _refuse_all(self) -> None:
         """The model failed to load: every queued request gets a 503."""

@@ -8,6 +8,7 @@ page; the other renderers pick what they show.
 from __future__ import annotations
 
 import dataclasses
+import time
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -49,6 +50,8 @@ class TierStatus:
     retry_at: float | None = None  # time.time() of the next load attempt after a failure
     recent: tuple[RequestStat, ...] = ()
     engine: EngineStats | None = None  # from the engine, refreshed by its scheduler while it runs
+    keep_alive: float | None = None  # seconds it stays loaded after its last request (None: never)
+    unload_at: float | None = None  # time.time() it unloads if no request comes (None: busy, or never)
 
     @classmethod
     def unloaded(cls, name: str, backend: str = "", kind: str = "") -> "TierStatus":
@@ -73,6 +76,11 @@ class TierStatus:
     @property
     def batches(self) -> int | None:
         return self.engine.batches if self.engine else None
+
+    @property
+    def unload_in(self) -> float | None:
+        """Seconds until the idle unload (the countdown the admin, status page and commands show)."""
+        return None if self.unload_at is None else max(0.0, self.unload_at - time.time())
 
     @property
     def kv_cache_usage(self) -> float | None:
@@ -113,6 +121,7 @@ class TierStatus:
             "recent_seconds": round(sum(r.seconds for r in last) / len(last), 3) if last else None,
             "tokens_per_second": round(sum(rates[-10:]) / len(rates[-10:]), 1) if rates else None,
             "history": [round(rate, 1) for rate in rates][-30:],
+            "unload_in_seconds": round(self.unload_in, 1) if self.unload_at is not None else None,
             **{f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in _RENDERED},
         }
 

@@ -194,6 +194,10 @@ AUTO_SHUTDOWN_MINUTES = env.float("AUTO_SHUTDOWN_MINUTES", default=0.0)  # exit 
 SHUTDOWN_GRACE_SECONDS = env.float("SHUTDOWN_GRACE_SECONDS", default=30.0)  # on shutdown, how long in-flight requests may finish
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")  # bearer token GET /metrics requires (empty: open)
 LOG_FORMAT = env.str("LOG_FORMAT", default="plain")  # plain, or json (one JSON object per line)
+# Idle unload (inference/keep_alive.py): durations such as "5m", "1h", "30s" or seconds; 0: right after each request; -1: never.
+KEEP_ALIVE = env.str("KEEP_ALIVE", default="5m")  # how long a tier stays loaded after its last request (a tier's own wins)
+KEEP_ALIVE_MAX = env.str("KEEP_ALIVE_MAX", default="1h")  # the longest keep_alive a request may ask for (-1: no bound)
+MAX_LOADED_MODELS = env.int("MAX_LOADED_MODELS", default=0)  # models loaded at once; one more unloads the least recently used idle one (0: no limit)
 
 # --- Responses API (openai_api/serving/responses.py) ----------------------------------------------
 RESPONSES_RETENTION_DAYS = env.float("RESPONSES_RETENTION_DAYS", default=30.0)  # days a stored response is kept

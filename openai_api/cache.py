@@ -36,7 +36,7 @@ logger = logging.getLogger(__name__)
 
 HIT, MISS = "HIT", "MISS"
 # Fields that never change an answer: the stream framing is rebuilt, the others are labels or hints.
-UNKEYED_FIELDS = ("stream", "stream_options", "user", "prompt_cache_key", "safety_identifier")
+UNKEYED_FIELDS = ("stream", "stream_options", "user", "prompt_cache_key", "safety_identifier", "keep_alive")
 
 
 @dataclass

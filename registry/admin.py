@@ -39,11 +39,16 @@ def _ago(timestamp: float | None) -> str:
     return f"{seconds}s ago" if seconds < 120 else f"{seconds // 60} min ago"
 
 
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds}s" if seconds < 120 else f"{seconds // 60} min {seconds % 60:02d}s"
+
+
 @admin.register(Tier)
 class TierAdmin(admin.ModelAdmin):
     list_display = (
         "name", "kind", "backend", "enabled", "cache_enabled", "state", "load_time", "activity", "kv_cache",
-        "requests_served", "last_used", "model_path",
+        "requests_served", "last_used", "unloads_in", "model_path",
     )
     list_filter = ("kind", "backend", "enabled", "cache_enabled")
     search_fields = ("name", "aliases", "model_path")
@@ -52,6 +57,7 @@ class TierAdmin(admin.ModelAdmin):
         (None, {"fields": ("name", "aliases", "kind", "backend", "model_path", "enabled", "cache_enabled", "description")}),
         ("Default sampling (used only when a request omits the field)", {"fields": Tier.SAMPLING_FIELDS}),
         ("Admission (empty: QUEUE_MAX_WAITING / QUEUE_MAX_WAIT_SECONDS)", {"fields": Tier.ADMISSION_FIELDS}),
+        ("Idle unload (empty: KEEP_ALIVE / KEEP_ALIVE_MAX)", {"fields": Tier.KEEP_ALIVE_FIELDS}),
     )
 
     # --- the form: the load options of the tier's backend (registry/tier_form.py) -------------------
@@ -117,6 +123,16 @@ class TierAdmin(admin.ModelAdmin):
     @admin.display(description="Last used")
     def last_used(self, tier: Tier) -> str:
         return _ago(self._worker(tier).last_used)
+
+    @admin.display(description="Unloads in")
+    def unloads_in(self, tier: Tier) -> str:
+        """The keep_alive countdown: when the idle model unloads (busy or never: why not)."""
+        status = self._worker(tier)
+        if not status.loaded:
+            return "-"
+        if status.unload_in is not None:
+            return _duration(status.unload_in)
+        return "never" if status.keep_alive is None else "when idle"
 
     @admin.action(description="Warm (load now)")
     def warm(self, request, queryset):

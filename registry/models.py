@@ -5,7 +5,18 @@ from __future__ import annotations
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
+from inference.keep_alive import duration_parse
 from inference.params import SAMPLING_TABLE
+
+
+def validate_duration(value: str) -> None:
+    """A keep_alive duration (inference/keep_alive.py)."""
+    from django.core.exceptions import ValidationError
+
+    try:
+        duration_parse(value)
+    except ValueError as exc:
+        raise ValidationError(f"'{value}' {exc}.") from None
 
 
 class Tier(models.Model):
@@ -59,11 +70,23 @@ class Tier(models.Model):
         help_text="Longest a request may wait to start before it gets a 429.",
     )
 
+    # Idle unload (inference/keep_alive.py): empty means KEEP_ALIVE / KEEP_ALIVE_MAX.
+    keep_alive = models.CharField(
+        max_length=32, blank=True, validators=[validate_duration],
+        help_text='How long the model stays loaded after its last request: "30s", "5m", "1h" or seconds; '
+        "0: unload right after each request; -1: never.",
+    )
+    keep_alive_max = models.CharField(
+        max_length=32, blank=True, validators=[validate_duration],
+        help_text="The longest keep_alive a request may ask for (a longer one is cut to this); -1: no bound.",
+    )
+
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     SAMPLING_FIELDS = tuple(f.name for f in SAMPLING_TABLE)  # one column each (inference.params)
     ADMISSION_FIELDS = ("max_waiting", "max_queue_wait_seconds")
+    KEEP_ALIVE_FIELDS = ("keep_alive", "keep_alive_max")
 
     class Meta:
         ordering = ["name"]

@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from inference.admission import QueueLimits
 from inference.backends import engine_class, engine_problems
+from inference.keep_alive import duration_parse
 from inference.options import options_resolve
 from inference.params import ModelSpec
 from llmservice.errors import ModelNotFound, ModelUnavailable
@@ -25,7 +26,7 @@ MODEL_DISABLED = "The model '{model}' is disabled in the registry."
 
 def tier_spec(*, tier: Tier) -> ModelSpec:
     """The tier's configuration as a frozen snapshot: its load options complete (global settings
-    filling those it leaves unset), its soft sampling defaults, its admission limits."""
+    filling those it leaves unset), its soft sampling defaults, its admission limits, its keep_alive."""
     defaults = {f: getattr(tier, f) for f in Tier.SAMPLING_FIELDS}
     if not defaults["stop"]:
         defaults["stop"] = None
@@ -38,6 +39,8 @@ def tier_spec(*, tier: Tier) -> ModelSpec:
         defaults={k: v for k, v in defaults.items() if v is not None},
         aliases=tuple(tier.alias_list),
         limits=tier_limits(tier=tier),
+        keep_alive=duration_parse(tier.keep_alive or settings.KEEP_ALIVE),
+        keep_alive_max=duration_parse(tier.keep_alive_max or settings.KEEP_ALIVE_MAX),
     )
 
 

@@ -53,6 +53,8 @@ ENV_FIELDS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "STOP": ("stop", json.loads),
     "MAX_WAITING": ("max_waiting", int),
     "MAX_QUEUE_WAIT_SECONDS": ("max_queue_wait_seconds", float),
+    "KEEP_ALIVE": ("keep_alive", str),  # checked by the field's validator (a duration)
+    "KEEP_ALIVE_MAX": ("keep_alive_max", str),
 }
 
 
@@ -156,7 +158,7 @@ def _seed_one(*, name: str, values: dict[str, Any], environ: Mapping[str, str], 
         tier = tier or Tier(name=name)
         if force:
             # Overwrite means: what the environment doesn't set goes back to the default.
-            for field in Tier.SAMPLING_FIELDS + Tier.ADMISSION_FIELDS + ("options",):
+            for field in Tier.SAMPLING_FIELDS + Tier.ADMISSION_FIELDS + Tier.KEEP_ALIVE_FIELDS + ("options",):
                 setattr(tier, field, Tier._meta.get_field(field).get_default())
         for field, value in values.items():
             setattr(tier, field, value)

@@ -29,6 +29,8 @@ def _tier_health(status: TierStatus | None) -> dict:
     fields = {"loaded": status.loaded, "state": status.state}
     if status.state in ("ready", "retiring"):  # what its engine is doing (TierStatus)
         fields.update(running=status.running, queued=status.queued, slots=status.slots, kv_cache_usage=status.kv_cache_usage)
+    if status.state == "ready":  # the keep_alive countdown (None: busy, or it never unloads)
+        fields.update(keep_alive=status.keep_alive, unload_in_seconds=status.as_dict()["unload_in_seconds"])
     if status.state == "failed":  # why, and when the next load attempt may happen
         fields["error"] = status.error
         fields["next_retry_at"] = (

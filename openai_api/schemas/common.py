@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from inference.keep_alive import duration_parse
 
 from inference.params import SAMPLING_FIELDS, SAMPLING_TABLE, SamplingParams, resolve_sampling
 from llmservice.errors import InvalidRequest, UnsupportedParameter
@@ -34,7 +36,24 @@ def sampling(name: str) -> Any:
     return Field(None, ge=row.ge, le=row.le, description=row.description)
 
 
-class SamplingExtensions(StrictModel):
+class KeepAliveExtension(StrictModel):
+    """llmservice extension, not in the OpenAI spec: Ollama's `keep_alive` (README "Operations")."""
+
+    keep_alive: float | str | None = Field(
+        None,
+        description='Extension: how long the model stays loaded after this request: seconds, or "30s", "5m", "1h"; '
+        "0: unload right after it; negative: as long as allowed. Bounded by the tier's keep_alive_max; "
+        "not part of the cache key.",
+    )
+
+    @field_validator("keep_alive", mode="before")
+    @classmethod
+    def _duration(cls, value):
+        """Seconds as a float (math.inf: never); a ValueError names the formats."""
+        return None if value is None else duration_parse(value)
+
+
+class SamplingExtensions(KeepAliveExtension):
     """llmservice extensions, not in the OpenAI spec: llama.cpp sampling knobs."""
 
     top_k: int | None = sampling("top_k")

@@ -13,7 +13,7 @@ from pydantic import Field, field_validator
 from inference.retrieval import EmbeddingRequest as NeutralEmbeddingRequest
 from llmservice.errors import InvalidRequest
 
-from .common import StrictModel
+from .common import KeepAliveExtension, StrictModel
 
 EMPTY_INPUT = "'input' must not be empty: send a non-empty string, or a non-empty list of them."
 EMPTY_ITEM = "'input' item {index} is empty; every input must contain at least one character or token."
@@ -21,7 +21,7 @@ INPUT_SHAPE = "must be a string, a list of strings, a list of token ids, or a li
 TOO_MANY_INPUTS = "'input' has {count} items; at most {limit} are allowed in one request."
 
 
-class EmbeddingRequest(StrictModel):
+class EmbeddingRequest(KeepAliveExtension):
     """https://platform.openai.com/docs/api-reference/embeddings/create"""
 
     input: str | list[str] | list[int] | list[list[int]] = Field(

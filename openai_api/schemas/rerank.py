@@ -12,7 +12,7 @@ from pydantic import Field
 from inference.retrieval import RerankRequest as NeutralRerankRequest
 from llmservice.errors import InvalidRequest
 
-from .common import StrictModel
+from .common import KeepAliveExtension, StrictModel
 
 EMPTY_QUERY = "'query' must not be empty."
 NO_DOCUMENTS = "Send the documents to rank as 'documents' (or 'texts'), a non-empty list."
@@ -24,7 +24,7 @@ class RerankDocument(StrictModel):
     text: str
 
 
-class RerankRequest(StrictModel):
+class RerankRequest(KeepAliveExtension):
     """https://docs.cohere.com/reference/rerank"""
 
     model: str

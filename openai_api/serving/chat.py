@@ -37,7 +37,7 @@ from .results import GenerationResult
 
 async def chat_completion(body: ChatCompletionRequest, *, spec: ModelSpec | None = None, keep: Keep | None = None) -> HttpResponse:
     """`spec` when the caller already resolved the tier; `keep` stores the complete result (the cache)."""
-    spec = spec or await tier_spec_aget(model=body.model)
+    spec = (spec or await tier_spec_aget(model=body.model)).with_keep_alive(body.keep_alive)
     require_kind(spec, "chat", "chat completions")
     run = ChoiceRun(spec, [body.to_generation(spec)], stream=bool(body.stream))
     renderer = ChatRenderer(spec, body, forced_calls=bool(run.calls and run.calls.choice != "auto"))

@@ -22,7 +22,7 @@ from .results import GenerationResult
 
 async def completion(body: CompletionRequest, *, spec: ModelSpec | None = None, keep: Keep | None = None) -> HttpResponse:
     """`spec` when the caller already resolved the tier; `keep` stores the complete result (the cache)."""
-    spec = spec or await tier_spec_aget(model=body.model)
+    spec = (spec or await tier_spec_aget(model=body.model)).with_keep_alive(body.keep_alive)
     require_kind(spec, "chat", "completions")
     run = ChoiceRun(spec, body.to_generations(spec), stream=bool(body.stream))
     return await respond_live(run, CompletionRenderer(spec, body), stream=bool(body.stream), keep=keep)

@@ -40,7 +40,7 @@ def embedding_object(index: int, embedding: Embedding, encoding_format: str) -> 
 
 async def create_embeddings(body: EmbeddingRequest, *, spec: ModelSpec | None = None) -> HttpResponse:
     """`spec` when the caller already resolved (and authorized) the tier."""
-    spec = spec or await tier_spec_aget(model=body.model)
+    spec = (spec or await tier_spec_aget(model=body.model)).with_keep_alive(body.keep_alive)
     require_kind(spec, "embedding", "embeddings")
     result = await get_manager().run_batched(spec, body.to_request(), deadline=deadline())
     await meter_tokens(prompt=result.prompt_tokens)

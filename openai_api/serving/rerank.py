@@ -19,7 +19,7 @@ from .common import deadline, json_response, new_id, require_kind
 
 async def create_rerank(body: RerankRequest, *, spec: ModelSpec | None = None) -> HttpResponse:
     """`spec` when the caller already resolved (and authorized) the tier."""
-    spec = spec or await tier_spec_aget(model=body.model)
+    spec = (spec or await tier_spec_aget(model=body.model)).with_keep_alive(body.keep_alive)
     require_kind(spec, "rerank", "rerank")
     request = body.to_request()
     result = await get_manager().run_batched(spec, request, deadline=deadline())

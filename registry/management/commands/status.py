@@ -6,7 +6,7 @@ from django.core.management.base import BaseCommand
 
 from registry.client import command_call
 
-COLUMNS = ("TIER", "BACKEND", "LOADED", "MEMORY", "REQUESTS", "LAST USED", "RUNNING", "QUEUED", "KV")
+COLUMNS = ("TIER", "BACKEND", "LOADED", "MEMORY", "REQUESTS", "LAST USED", "RUNNING", "QUEUED", "KV", "UNLOADS IN")
 
 
 def _memory(value):
@@ -26,8 +26,17 @@ def _kv(t):
     return f"{t['kv_cache_usage']:.0%}" if t.get("kv_cache_usage") is not None else "-"
 
 
+def _unloads_in(t):
+    """The keep_alive countdown of a loaded tier: `4m48s`, `never`, or `when idle` while busy."""
+    if not t["loaded"]:
+        return "-"
+    if t.get("unload_in_seconds") is not None:
+        return _duration(t["unload_in_seconds"])
+    return "never" if t.get("keep_alive") is None else "when idle"
+
+
 class Command(BaseCommand):
-    help = "Show the running server's tiers: backend, loaded, memory, requests, last used, running, queued, KV cache use."
+    help = "Show the running server's tiers: backend, loaded, memory, requests, last used, running, queued, KV cache use, idle-unload countdown."
 
     def handle(self, *args, **options):
         status = command_call("GET", "/internal/status", timeout=30)
@@ -42,6 +51,7 @@ class Command(BaseCommand):
                 _running(t),
                 str(t["queued"]),
                 _kv(t),
+                _unloads_in(t),
             )
             for t in status["tiers"]
         ]
