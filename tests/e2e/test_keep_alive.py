@@ -124,7 +124,8 @@ def test_an_invalid_keep_alive_is_a_400_naming_it(server, path, body, value):
 @pytest.fixture(scope="module")
 def one_model_server(tmp_path_factory):
     """Two chat tiers on the same GGUF, room for one loaded model, models never unload when idle."""
-    env = {"MAX_LOADED_MODELS": "1", "KEEP_ALIVE": "-1", "TIER_NAMES": "light,medium", "MEDIUM_MODEL_PATH": smollm2_gguf()}
+    env = {"MAX_LOADED_MODELS": "1", "KEEP_ALIVE": "-1", "TIER_NAMES": "light,medium", "MEDIUM_MODEL_PATH": smollm2_gguf(),
+           "QUEUE_MAX_WAIT_SECONDS": "900"}  # a waiting load is bounded by the queue wait: never reached here
     server = LiveServer(tmp_path_factory.mktemp("max-loaded"), env=env).start()
     yield server
     server.stop()
@@ -153,7 +154,7 @@ def test_a_busy_tier_is_never_evicted_the_next_one_waits(one_model_server):
         with server.client() as http:
             result["light"] = http.post("/v1/chat/completions", json=chat("light", content="Light, waiting"))
 
-    stream_body = chat("medium", max_tokens=200, stream=True, logit_bias=EOG_BAN)
+    stream_body = chat("medium", max_tokens=60, stream=True, logit_bias=EOG_BAN)
     with server.client() as http, http.stream("POST", "/v1/chat/completions", json=stream_body) as stream:
         lines = stream.iter_lines()
         next(line for line in lines if line.startswith("data: "))  # medium is generating now
