@@ -78,6 +78,8 @@ def test_a_tier_flips_to_loaded_after_a_request_without_reloading_the_page(serve
     expect(row).to_have_attribute("data-state", "ready", timeout=30_000)
     expect(row.locator('[data-field="state"]')).to_have_text("ready")
     expect(row.locator('[data-field="requests"]')).to_have_text("1", timeout=30_000)
+    # The keep_alive countdown (KEEP_ALIVE's default, 5m): "4 min 59 s", counting down.
+    expect(row.locator('[data-field="unload_in_seconds"]')).to_have_text(re.compile(r"^\d+ min \d+ s$"))
     assert page.evaluate("window.__sameDocument") is True  # the page was never reloaded
 
 

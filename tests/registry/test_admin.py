@@ -1,6 +1,7 @@
 """The admin, logged in, through its own forms and actions; requests run on the real SmolLM2."""
 
 import json
+import re
 
 import pytest
 from django.contrib.auth.models import User
@@ -150,3 +151,17 @@ def test_stored_responses_are_listed_viewed_and_deleted(admin_client, light):
     assert admin_client.get("/admin/registry/storedresponse/add/").status_code == 403
     admin_client.post(f"/admin/registry/storedresponse/{row.pk}/delete/", {"post": "yes"})
     assert not StoredResponse.objects.filter(pk=row.pk).exists()
+
+
+def test_keep_alive_is_edited_in_the_admin_and_the_tier_list_counts_down(admin_client, light):
+    url = f"/admin/registry/tier/{light.pk}/change/"
+    refused = admin_client.post(url, form_data(light, keep_alive="soon"))
+    assert "must be a duration" in " ".join(refused.context["adminform"].form.errors["keep_alive"])
+    assert admin_client.post(url, form_data(light, keep_alive="10m", keep_alive_max="1h")).status_code == 302
+    light.refresh_from_db()
+    assert (light.keep_alive, light.keep_alive_max) == ("10m", "1h")
+    admin_client.post("/admin/registry/tier/", {"action": "warm", "_selected_action": [light.pk]})
+    page = admin_client.get("/admin/registry/tier/").content.decode()
+    assert "Unloads in" in page
+    assert re.search(r'<td class="field-unloads_in">\d+ min \d\ds</td>', page)  # e.g. "9 min 59s"
+    admin_client.post("/admin/registry/tier/", {"action": "unload", "_selected_action": [light.pk]})
