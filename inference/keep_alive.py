@@ -58,17 +58,6 @@ def _parse_units(text: str) -> float:
     return sign * total
 
 
-def duration_text(seconds: float | None) -> str:
-    """`5m`, `1h30m`, `0.5s`, `never`: how a keep_alive is shown to people."""
-    if seconds is None or math.isinf(seconds):
-        return "never"
-    if seconds != int(seconds) or seconds < 60:
-        return f"{seconds:g}s"
-    hours, rest = divmod(int(seconds), 3600)
-    minutes, secs = divmod(rest, 60)
-    return "".join(f"{v}{u}" for v, u in ((hours, "h"), (minutes, "m"), (secs, "s")) if v) or "0s"
-
-
 def keep_alive_bound(requested: float | None, *, default: float, maximum: float) -> float:
     """A request's keep_alive bounded by the tier's maximum; not given: the tier's own."""
     if requested is None:

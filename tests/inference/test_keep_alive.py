@@ -5,7 +5,7 @@ import math
 import pytest
 from django.test import override_settings
 
-from inference.keep_alive import INVALID_DURATION, duration_parse, duration_text, keep_alive_bound
+from inference.keep_alive import INVALID_DURATION, duration_parse, keep_alive_bound
 from inference.params import ModelSpec
 
 
@@ -25,10 +25,6 @@ def test_invalid_durations(value):
     with pytest.raises(ValueError, match="must be a duration"):
         duration_parse(value)
     assert "must be a duration" in INVALID_DURATION
-
-
-def test_duration_text():
-    assert [duration_text(s) for s in (math.inf, 0, 0.5, 45, 300, 5400)] == ["never", "0s", "0.5s", "45s", "5m", "1h30m"]
 
 
 def test_a_request_is_bounded_by_the_maximum_and_falls_back_to_the_tier():
