@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('registry', '0005_tier_options'),
+        ('registry', '0006_stored_responses'),
     ]
 
     operations = [
