@@ -35,7 +35,7 @@ class Job:
 
     __slots__ = (
         "request", "loop", "events", "cancelled", "admission", "streams", "timed_out", "queued_at", "admitted_at",
-        "recent", "stats", "request_id", "abort_error", "_first_token", "_pending", "_wake_due", "_held",
+        "recent", "stats", "request_id", "abort_error", "completion_tokens", "_first_token", "_pending", "_wake_due", "_held",
     )
 
     def __init__(
@@ -58,6 +58,7 @@ class Job:
         self.queued_at = time.perf_counter()
         self.admitted_at: float | None = None
         self.recent: deque[RequestStat] | None = None  # where the owner thread records how each choice went
+        self.completion_tokens = 0  # over every choice that finished (what a cancelled request's log line says)
         self.stats = stats  # the request's own timings and token counts (access log, metrics), if asked for
         if stats is not None:
             stats.queued_at = self.queued_at
@@ -105,6 +106,8 @@ class Job:
                 self._held.append(event)
                 return
         elif cls is Finished or cls is Result:
+            if cls is Finished:
+                self.completion_tokens += event.completion_tokens
             self._record(event)
         if self._held:
             self._pending.extend(self._held)

@@ -273,7 +273,7 @@ class Scheduler:
                 why = "stopped by the server"
             else:
                 why = "stopped at the request's deadline" if job.timed_out else "cancelled by the client"
-            logger.info("%s: generation %s", self.spec.name, why)
+            logger.info("%s: generation %s after %d tokens", self.spec.name, why, job.completion_tokens)
 
     def _take(self, waiting: deque[Job], *, block: bool, timeout: float | None = None) -> bool:
         """Move queued jobs to `waiting` (waiting for one when `block`, at most `timeout` seconds);
