@@ -112,7 +112,8 @@ def test_a_stream_is_logged_when_it_ends_and_a_hit_logs_the_cached_usage(server)
     assert (line["prompt_tokens"], line["completion_tokens"]) == (usage["prompt_tokens"], usage["completion_tokens"])
     assert line["ttft_seconds"] is not None
 
-    hit = httpx.post(server.base_url + "/v1/chat/completions", json={**body, "stream": False}, timeout=120,
+    plain = {k: v for k, v in body.items() if k != "stream_options"}  # stream_options needs stream: true
+    hit = httpx.post(server.base_url + "/v1/chat/completions", json={**plain, "stream": False}, timeout=120,
                      headers={"x-request-id": "stream-1-again"})
     assert hit.headers["x-cache"] == "HIT"
     again = access_line(server, "stream-1-again")
@@ -129,7 +130,7 @@ def test_the_owner_threads_lines_carry_the_request_id(server):
         [next(lines) for _ in range(4)]  # then the client leaves
     server.wait_for_log("generation cancelled by the client")
     cancelled = [e for e in log_lines(server) if "generation cancelled by the client" in e["message"]]
-    assert cancelled[-1]["request_id"] == "leaver-1" and cancelled[-1]["logger"] == "inference.manager"
+    assert cancelled[-1]["request_id"] == "leaver-1" and cancelled[-1]["logger"] == "inference.scheduler"
     line = access_line(server, "leaver-1")
     assert line["status"] == 200 and line["complete"] is False
     assert line["ttft_seconds"] is not None  # measured when the first text came, not at the end
