@@ -1,0 +1,372 @@
+"""Continuous batching on llama.cpp: one `llama_context`, `parallel` sequences, one `llama_decode` per step.
+
+Each step decodes the last sampled token of every generating sequence together with a bounded
+chunk of the prompts still prefilling (so a long prompt never stalls the others), then samples
+every sequence that has logits with its own sampler chain. The KV cache is not unified and flash
+attention is on: each sequence has its own `n_ctx` cells, and a request's greedy answer is the
+same batched as alone. `n > 1` choices prefill the prompt once and copy its cells. A finished
+sequence's slot is free at once; its cells stay as a prefix cache that the next prompt starting
+the same way reuses (llama-server's `cache_prompt`).
+
+Every method runs on the model's owner thread (the engine contract, inference/engines/README in
+issue 12). https://github.com/ggml-org/llama.cpp/blob/master/tools/server/README.md (slots)
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from llmservice.errors import InternalError, ModelUnavailable, ServiceError, UnsupportedParameter
+
+from ..events import Failed, Started
+from ..llamacpp_common import PromptBuilder, TokenText, checked_logit_bias, spec_problems
+from ..params import ModelSpec
+from .llamacpp_batch import TokenBatch
+from .llamacpp_sequences import Decoding, Slot, sampler_chain
+
+logger = logging.getLogger(__name__)
+
+DECODE_FAILED = "The model failed while generating (llama_decode returned {code}); see the server log."
+NOT_YET_CONSTRAINED = "Structured output and tool calls are not available on this tier's batched engine yet."
+
+
+class BatchedLlamaOptions(BaseModel):
+    """Load options of a batched llama.cpp tier."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    n_ctx: int = Field(2048, ge=16, description="Context window of one request, in tokens.")
+    parallel: int = Field(4, ge=1, le=256, description="Sequences decoded together; KV cells = n_ctx x parallel.")
+    n_batch: int = Field(512, ge=1, description="Most tokens in one llama_decode.")
+    prefill_chunk: int = Field(256, ge=1, description="Most prompt tokens prefilled per step while others generate.")
+    n_threads: int | None = Field(None, ge=1, description="CPU threads; empty: half the cores (as llama-cpp-python).")
+    n_gpu_layers: int = Field(0, ge=-1, description="Layers offloaded to the GPU (-1: all).")
+    chat_format: str | None = Field(None, description="A named chat format instead of the GGUF's template.")
+    flash_attn: bool = Field(True, description="Flash attention (keeps batched greedy output identical to solo).")
+
+
+@dataclass(frozen=True)
+class EngineStats:
+    """What the engine is doing now, and its counters since load."""
+
+    active: int  # sequences generating or prefilling
+    slots: int  # parallel
+    kv_cells_used: int  # cells holding active sequences' tokens
+    kv_cells_cached: int  # cells of free slots kept for prompt reuse
+    kv_cells_total: int  # n_ctx x parallel
+    steps: int
+    prompt_tokens: int  # prompt tokens of the choices served
+    prompt_tokens_evaluated: int  # of those, decoded here
+    prompt_tokens_reused: int  # found in a free slot's cells
+    prompt_tokens_shared: int  # copied from a sibling choice's prefill (n > 1)
+
+
+class _Admitted:
+    """One admitted job: its prompt and its choices (some may wait for a free slot)."""
+
+    __slots__ = ("job", "decodings", "waiting", "remaining")
+
+    def __init__(self, job: Any, decodings: list[Decoding]):
+        self.job = job
+        self.decodings = decodings
+        self.waiting: deque[Decoding] = deque(decodings)
+        self.remaining = len(decodings)
+
+
+class BatchedLlamaEngine:
+    """A GGUF chat model serving up to `parallel` sequences at once."""
+
+    kinds: ClassVar[frozenset[str]] = frozenset({"chat"})
+    options: ClassVar[type[BaseModel]] = BatchedLlamaOptions
+
+    def __init__(self, spec: ModelSpec, opts: BatchedLlamaOptions, model: Any, ctx: Any):
+        import llama_cpp
+
+        self.spec = spec
+        self.opts = opts
+        self._lib = llama_cpp
+        self._model = model
+        self._ctx = ctx
+        self._mem = llama_cpp.llama_get_memory(ctx)
+        self._vocab = model.vocab
+        self._n_vocab = model.n_vocab()
+        self.n_ctx = min(opts.n_ctx, llama_cpp.llama_n_ctx_seq(ctx))
+        self._prompts = PromptBuilder(model, opts.chat_format)
+        self._text = TokenText(self._vocab)
+        self._stop_ids = self._prompts.stop_token_ids
+        self._slots = [Slot(seq) for seq in range(opts.parallel)]
+        self._batch = TokenBatch(llama_cpp, max(opts.n_batch, opts.parallel))
+        self._jobs: dict[int, _Admitted] = {}  # by id(job), in admission order
+        self._waiting: deque[_Admitted] = deque()  # jobs with choices still to start
+        self._done: list[Any] = []  # jobs finished outside step() (failed at admission)
+        self._clock = 0
+        self._counters = dict(steps=0, prompt_tokens=0, prompt_tokens_evaluated=0, prompt_tokens_reused=0,
+                              prompt_tokens_shared=0)
+
+    # --- loading ----------------------------------------------------------------------------
+    @classmethod
+    def check(cls, spec: ModelSpec) -> list[str]:
+        return spec_problems(spec)
+
+    @classmethod
+    def load(cls, spec: ModelSpec) -> "BatchedLlamaEngine":
+        problems = cls.check(spec)
+        if problems:
+            raise ModelUnavailable(f"Model '{spec.name}' cannot be loaded: {'; '.join(problems)}.")
+        opts = BatchedLlamaOptions.model_validate({k: v for k, v in spec.load.items() if v is not None})
+        import llama_cpp
+        from llama_cpp._internals import LlamaModel
+        from llama_cpp._logger import set_verbose
+
+        set_verbose(False)
+        llama_cpp.llama_backend_init()
+        model_params = llama_cpp.llama_model_default_params()
+        model_params.n_gpu_layers = opts.n_gpu_layers if opts.n_gpu_layers >= 0 else 0x7FFFFFFF
+        try:
+            model = LlamaModel(path_model=spec.model_path, params=model_params, verbose=False)
+        except (ValueError, RuntimeError, OSError) as exc:
+            raise ModelUnavailable(f"Model '{spec.name}' failed to load: {exc}.") from exc
+        ctx = llama_cpp.llama_init_from_model(model.model, _context_params(llama_cpp, opts))
+        if not ctx:
+            model.close()
+            raise ModelUnavailable(f"Model '{spec.name}' failed to load: llama.cpp could not create its context.")
+        return cls(spec, opts, model, ctx)
+
+    def close(self) -> None:
+        for admitted in list(self._jobs.values()):
+            self._drop(admitted)
+        self._batch.free()
+        if self._ctx is not None:
+            self._lib.llama_free(self._ctx)
+            self._ctx = None
+        self._model.close()
+
+    # --- the contract -------------------------------------------------------------------------
+    def free_slots(self) -> int:
+        """Jobs admit() takes now: free sequences, once every admitted job's choices have one."""
+        if self._waiting:
+            return 0
+        return sum(1 for s in self._slots if s.decoding is None)
+
+    def active(self) -> int:
+        return len(self._jobs)
+
+    def admit(self, job: Any) -> None:
+        """Tokenize the job's prompt and start its choices in free slots (the rest wait for one)."""
+        request = job.request
+        try:
+            prompt = self._prompts.build(request)
+            prompt.check_fits(self.n_ctx)
+            bias = checked_logit_bias(request.sampling.logit_bias, self._n_vocab) if request.sampling.logit_bias else None
+            if request.constraint is not None:
+                raise UnsupportedParameter(NOT_YET_CONSTRAINED, param="response_format")
+        except ServiceError as exc:
+            job.emit(Failed(exc))
+            self._done.append(job)
+            return
+        budget = self.n_ctx - len(prompt.tokens)
+        if request.sampling.max_tokens is not None:
+            budget = min(budget, request.sampling.max_tokens)
+        decodings = []
+        for index in range(request.n):
+            sampling = request.choice(index).sampling
+            decoding = Decoding(job, index, prompt, sampling, budget)
+            decoding.chain = sampler_chain(self._lib, self._n_vocab, sampling, bias)
+            decodings.append(decoding)
+        admitted = _Admitted(job, decodings)
+        self._jobs[id(job)] = admitted
+        self._counters["prompt_tokens"] += len(prompt.tokens) * request.n
+        job.emit(Started(prompt_tokens=len(prompt.tokens), echo=prompt.echo))
+        self._waiting.append(admitted)
+        self._start_waiting()
+
+    def abort(self, job: Any) -> None:
+        """Stop the job now: its unfinished choices end "cancelled" and their slots are free."""
+        admitted = self._jobs.get(id(job))
+        if admitted is None:
+            return
+        for decoding in admitted.decodings:
+            if not decoding.done:
+                decoding.finish("cancelled")
+        self._drop(admitted)
+        self._start_waiting()
+
+    def step(self) -> list[Any]:
+        """Decode one token of every generating sequence and a chunk of the prefilling ones;
+        returns the jobs whose every choice has finished (or that failed)."""
+        done, self._done = self._done, []
+        batch = self._batch
+        batch.clear()
+        scheduled: list[tuple[Decoding, int]] = []
+        for slot in self._slots:
+            d = slot.decoding
+            if d is not None and d.pending and not d.prefilling:
+                d.out = batch.add(d.pending[0], d.pos, slot.seq, True)
+                scheduled.append((d, 1))
+        room = min(batch.room, self.opts.prefill_chunk)
+        for admitted in self._jobs.values():  # oldest first
+            for d in admitted.decodings:
+                if room <= 0 or d.slot is None or d.done or not d.pending or not d.prefilling:
+                    continue
+                take = min(room, len(d.pending))
+                last = take == len(d.pending)
+                index = batch.add_run(d.pending[:take], d.pos, d.slot.seq, last)
+                d.out = index if last else None
+                scheduled.append((d, take))
+                room -= take
+                self._counters["prompt_tokens_evaluated"] += take
+        if not scheduled:
+            return done
+        code = batch.decode(self._ctx)
+        self._counters["steps"] += 1
+        self._clock += 1
+        if code != 0:
+            logger.error("%s: llama_decode returned %d for %d tokens", self.spec.name, code, batch.n)
+            for d, _ in scheduled:
+                self._fail(self._jobs.get(id(d.job)), InternalError(DECODE_FAILED.format(code=code)), done, clear=True)
+            return done
+        for d, fed in scheduled:
+            if d.done:  # its job failed earlier in this loop
+                continue
+            d.slot.tokens.extend(d.pending[:fed])
+            d.pos += fed
+            del d.pending[:fed]
+            if d.pending:  # more of the prompt to prefill
+                continue
+            followers, d.followers = d.followers, []
+            for f in followers:
+                self._copy_prefill(d, f)
+            self._sample(d, done)
+            for f in followers:
+                if not f.done:
+                    f.out = d.out  # the same logits row; each samples with its own chain
+                    self._sample(f, done)
+        self._start_waiting()
+        return done
+
+    def stats(self) -> EngineStats:
+        used = sum(len(s.tokens) for s in self._slots if s.decoding is not None)
+        cached = sum(len(s.tokens) for s in self._slots if s.decoding is None)
+        return EngineStats(
+            active=sum(1 for s in self._slots if s.decoding is not None), slots=len(self._slots),
+            kv_cells_used=used, kv_cells_cached=cached, kv_cells_total=self.n_ctx * len(self._slots),
+            **self._counters,
+        )
+
+    # --- inside a step ------------------------------------------------------------------------
+    def _sample(self, d: Decoding, done: list[Any]) -> None:
+        admitted = self._jobs[id(d.job)]
+        try:
+            token, logprobs = d.sample(self._lib, self._ctx, self._n_vocab)
+            ends = token in self._stop_ids or self._lib.llama_vocab_is_eog(self._vocab, token)
+            reason = d.accept(token, ends, self._text, logprobs)
+        except ServiceError as exc:  # the constraint could not be followed: this job fails, not the others
+            self._fail(admitted, exc, done)
+            return
+        except Exception:
+            logger.exception("%s: sampling failed", self.spec.name)
+            self._fail(admitted, InternalError("The model failed while generating; see the server log."), done)
+            return
+        if reason is None:
+            return
+        d.finish(reason)
+        self._release(d)
+        admitted.remaining -= 1
+        if admitted.remaining == 0:
+            del self._jobs[id(admitted.job)]
+            done.append(admitted.job)
+
+    def _copy_prefill(self, primary: Decoding, follower: Decoding) -> None:
+        """Give a sibling choice the primary's prompt cells: prefilled once for all n choices."""
+        lib, mem, seq = self._lib, self._mem, follower.slot.seq
+        lib.llama_memory_seq_rm(mem, seq, -1, -1)
+        lib.llama_memory_seq_cp(mem, primary.slot.seq, seq, -1, -1)  # whole sequences only, across streams
+        follower.slot.tokens = list(primary.slot.tokens)
+        follower.pos = primary.pos
+        self._counters["prompt_tokens_shared"] += primary.pos
+
+    # --- slots -------------------------------------------------------------------------------
+    def _start_waiting(self) -> None:
+        """Give free slots to waiting choices, oldest job first."""
+        while self._waiting:
+            admitted = self._waiting[0]
+            while admitted.waiting:
+                free = [s for s in self._slots if s.decoding is None]
+                if not free:
+                    return
+                d = admitted.waiting.popleft()
+                self._place(d, free, admitted)
+            self._waiting.popleft()
+
+    def _place(self, d: Decoding, free: list[Slot], admitted: _Admitted) -> None:
+        """Start `d` in the free slot whose cells share the longest prefix with its prompt."""
+        primary = admitted.decodings[0]
+        if d is not primary and primary.slot is not None and primary.prefilling:
+            slot = min(free, key=lambda s: s.last_used)  # it will copy the primary's cells: take the stalest
+            d.slot, slot.decoding, slot.last_used = slot, d, self._clock
+            primary.followers.append(d)
+            return
+        tokens = np.asarray(d.prompt.tokens, dtype=np.int32)
+        best, slot = max(((s.common_prefix(tokens), s) for s in free), key=lambda pair: (pair[0], pair[1].last_used))
+        if best == 0:
+            slot = min(free, key=lambda s: s.last_used)
+        reuse = min(best, len(tokens) - 1)  # at least one token to decode: its logits start the answer
+        self._lib.llama_memory_seq_rm(self._mem, slot.seq, reuse, -1)
+        del slot.tokens[reuse:]
+        d.start(slot, reuse)
+        slot.last_used = self._clock
+        self._counters["prompt_tokens_reused"] += reuse
+
+    def _release(self, d: Decoding) -> None:
+        """The choice is over: its slot is free now; its cells stay as a prefix cache."""
+        slot = d.slot
+        if slot is not None and slot.decoding is d:
+            slot.decoding = None
+            slot.last_used = self._clock
+        if d.chain is not None:
+            self._lib.llama_sampler_free(d.chain)
+            d.chain = None
+
+    def _fail(self, admitted: _Admitted | None, error: ServiceError, done: list[Any], clear: bool = False) -> None:
+        """End the job with `error`; its choices' slots are free (emptied when their cells are suspect)."""
+        if admitted is None or id(admitted.job) not in self._jobs:
+            return
+        admitted.job.emit(Failed(error))
+        for d in admitted.decodings:
+            if clear and d.slot is not None and d.slot.decoding is d:
+                self._lib.llama_memory_seq_rm(self._mem, d.slot.seq, -1, -1)
+                d.slot.tokens.clear()
+            d.done = True
+        self._drop(admitted)
+        done.append(admitted.job)
+
+    def _drop(self, admitted: _Admitted) -> None:
+        for d in admitted.decodings:
+            d.done = True
+            self._release(d)
+        self._jobs.pop(id(admitted.job), None)
+        if admitted in self._waiting:
+            self._waiting.remove(admitted)
+
+
+def _context_params(lib: Any, opts: BatchedLlamaOptions) -> Any:
+    """n_ctx cells for each of `parallel` sequences, KV not unified, flash attention on."""
+    params = lib.llama_context_default_params()
+    params.n_ctx = opts.n_ctx * opts.parallel
+    params.n_seq_max = opts.parallel
+    params.n_batch = max(opts.n_batch, opts.parallel)
+    params.n_ubatch = min(params.n_batch, 512)
+    threads = opts.n_threads or max((os.cpu_count() or 2) // 2, 1)
+    params.n_threads = threads
+    params.n_threads_batch = opts.n_threads or (os.cpu_count() or 1)
+    params.flash_attn_type = lib.LLAMA_FLASH_ATTN_TYPE_ENABLED if opts.flash_attn else lib.LLAMA_FLASH_ATTN_TYPE_DISABLED
+    params.kv_unified = False
+    params.no_perf = True
+    return params
