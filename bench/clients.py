@@ -85,6 +85,21 @@ async def chat_clients(url: str, payload: dict, clients: int, headers: dict | No
         return time.perf_counter() - started, list(outcomes)
 
 
+async def chat_clients_repeating(url: str, payload: dict, clients: int, each: int,
+                                 headers: dict | None = None) -> tuple[float, list[Outcome]]:
+    """`clients` concurrent clients, each sending `each` requests one after another (a new one joins
+    as soon as the last ends); returns (wall seconds, outcomes)."""
+    limits = httpx.Limits(max_connections=clients + 1)
+    async with httpx.AsyncClient(timeout=600, limits=limits) as client:
+
+        async def one_client() -> list[Outcome]:
+            return [await chat(client, url, payload, headers) for _ in range(each)]
+
+        started = time.perf_counter()
+        results = await asyncio.gather(*(one_client() for _ in range(clients)))
+        return time.perf_counter() - started, [o for outcomes in results for o in outcomes]
+
+
 class Engine:
     """llama-cpp-python called directly: the same file, threads and context as the servers."""
 

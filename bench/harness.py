@@ -16,7 +16,7 @@ SEED = 1234
 
 @dataclass(frozen=True)
 class Profile:
-    """How much work each section does. `full` fits in 10 minutes on 2 shared cores."""
+    """How much work each section does. `full` fits in about 20 minutes on 2 shared cores."""
 
     name: str
     reps: int  # paired repetitions of each single-client measurement
@@ -27,6 +27,16 @@ class Profile:
     cache_rounds: int
     embed_texts: int  # texts per embeddings measurement
     startup_reps: int
+    batch_clients: tuple[int, ...] = ()  # section 8 (continuous batching against llama-server); () = not run
+    batch_rounds: int = 3  # rounds of 2N requests per client count
+    batch_max_tokens: int = 128
+    only: tuple[int, ...] = ()  # run just these sections (`--only`)
+
+    @property
+    def sections(self) -> tuple[int, ...]:
+        """The sections this profile runs (the smoke run that the tests drive leaves section 8 out)."""
+        every = (1, 2, 3, 4, 5, 6, 7, 8) if self.batch_clients else (1, 2, 3, 4, 5, 6, 7)
+        return tuple(n for n in every if not self.only or n in self.only)
 
     def chat_payload(self, model: str, *, stream: bool) -> dict:
         """Greedy, seeded, fixed max_tokens; repeat_penalty pinned (the peer server's default is 1.1)."""
@@ -42,7 +52,7 @@ class Profile:
 
 
 FULL = Profile("full", reps=5, max_tokens=32, concurrency=(1, 4, 8), rounds=2, cache_requests=100,
-               cache_rounds=5, embed_texts=64, startup_reps=5)
+               cache_rounds=5, embed_texts=64, startup_reps=5, batch_clients=(1, 4, 8, 16))
 SMOKE = Profile("smoke", reps=1, max_tokens=8, concurrency=(1, 2), rounds=1, cache_requests=5,
                 cache_rounds=1, embed_texts=4, startup_reps=1)
 
@@ -80,10 +90,11 @@ class Section:
     rows: list[Row] = field(default_factory=list)
     skipped: str | None = None
     notes: list[str] = field(default_factory=list)
+    series: dict[str, dict[str, float | None]] = field(default_factory=dict)  # curves for a section's own chart
 
     def as_dict(self) -> dict:
         return {"number": self.number, "title": self.title, "skipped": self.skipped, "notes": self.notes,
-                "rows": [r.as_dict() for r in self.rows]}
+                "rows": [r.as_dict() for r in self.rows], "series": self.series}
 
 
 def median(values: list[float]) -> float | None:

@@ -161,3 +161,28 @@ def wait_idle(process: Process, window: float = 0.3, max_ticks: int = 3, timeout
         before = after
     logger.warning("%s still busy after %.0fs", process.name, timeout)
     return False
+
+
+class LlamaServer(Process):
+    """llama.cpp's own `llama-server --parallel N` (continuous batching), built from the same source
+    as our llama-cpp-python (bench/llama_build.py): same GGUF, threads, per-sequence context and
+    flash attention as our tier."""
+
+    name = "llama-server"
+
+    def __init__(self, workdir: Path, model_path: str, bin_dir: Path, parallel: int, n_ctx: int = 2048):
+        super().__init__(workdir)
+        self.model_path = model_path
+        self.bin_dir = bin_dir
+        self.parallel = parallel
+        self.n_ctx = n_ctx
+
+    def command(self) -> list[str]:
+        return [str(self.bin_dir / "llama-server"), "-m", self.model_path, "--host", "127.0.0.1",
+                "--port", str(self.port), "-t", str(N_THREADS), "-tb", str(N_THREADS), "-np", str(self.parallel),
+                "-c", str(self.n_ctx * self.parallel), "-fa", "on", "--no-webui"]
+
+    def env(self) -> dict[str, str]:
+        from .llama_build import env
+
+        return env(self.bin_dir)

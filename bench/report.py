@@ -17,7 +17,8 @@ logger = logging.getLogger(__name__)
 
 
 TITLES = {1: "Overhead against the engine", 2: "Against the peer", 3: "Cache hits", 4: "Concurrency",
-          5: "Embeddings", 6: "Startup", 7: "Structured output"}
+          5: "Embeddings", 6: "Startup", 7: "Structured output",
+          8: "Continuous batching"}
 
 
 def machine() -> dict:
@@ -61,13 +62,18 @@ def _num(value: float | None) -> str:
 def write(out: Path, profile: Profile, sections: list[Section], info: dict) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     done = {s.number for s in sections}
-    sections = sorted(sections + [Section(n, t, skipped="not run (the run was cut short before it).")
-                                  for n, t in TITLES.items() if n not in done], key=lambda s: s.number)
+    sections = sorted(sections + [Section(n, TITLES[n], skipped="not run (the run was cut short before it).")
+                                  for n in profile.sections if n not in done], key=lambda s: s.number)
     paths = [out / "results.md", out / "results.json", out / "results.png"]
+    curves = [s for s in sections if s.series]
+    if curves:
+        paths.append(out / "results-batching.png")
     paths[0].write_text(_markdown(profile, sections, info))
     paths[1].write_text(json.dumps({"profile": profile.name, "info": info,
                                     "sections": [s.as_dict() for s in sections]}, indent=1))
     _chart(paths[2], sections, info)
+    if curves:
+        _batching_chart(paths[3], curves[0], info)
     return paths
 
 
@@ -111,6 +117,8 @@ def _markdown(profile: Profile, sections: list[Section], info: dict) -> str:
         lines += [f"- {n}" for n in s.notes + [f"{r.metric}: {r.note}" for r in s.rows if r.note]]
         lines.append("")
     lines += ["![ratios](results.png)", ""]
+    if any(s.series for s in sections):
+        lines += ["![continuous batching](results-batching.png)", ""]
     return "\n".join(lines)
 
 
@@ -142,6 +150,36 @@ def _chart(path: Path, sections: list[Section], info: dict) -> None:
     ax.set_xlabel("ratio against the same-run baseline (higher is better for us; 1 = parity)")
     m = info["machine"]
     ax.set_title(f"llmservice benchmarks, {info['finished'][:10]}: {m['cores']} cores, {m['cpu'][:40]}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _batching_chart(path: Path, section: Section, info: dict) -> None:
+    """Section 8's curves: aggregate tokens/s and p99 time to first token against client count."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (rate, ttft) = plt.subplots(1, 2, figsize=(10, 4))
+    styles = {"ours": ("llmservice", "#4c72b0", "o-"), "peer": ("llama-server", "#dd8452", "s-"),
+              "limit": ("llama-batched-bench (decode limit)", "#55a868", "^--")}
+    for key, (label, color, style) in styles.items():
+        points = sorted((int(n), v) for n, v in section.series.get(key, {}).items() if v)
+        if points:
+            rate.plot(*zip(*points), style, color=color, label=label)
+        points = sorted((int(n), v) for n, v in section.series.get(f"{key}_p99", {}).items() if v)
+        if points:
+            ttft.plot(*zip(*points), style, color=color, label=label)
+    rate.set(xlabel="concurrent streaming clients (= parallel sequences)", ylabel="aggregate tokens/s",
+             title="Throughput")
+    ttft.set(xlabel="concurrent streaming clients", ylabel="p99 time to first token (s)", title="Time to first token")
+    for ax in (rate, ttft):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    m = info["machine"]
+    fig.suptitle(f"Continuous batching, {info['finished'][:10]}: {m['cores']} cores, {m['cpu'][:40]}", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

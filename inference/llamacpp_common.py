@@ -10,6 +10,7 @@ tokenized the same way whichever serves it. `model` is llama-cpp-python's `_inte
 from __future__ import annotations
 
 import ctypes
+import logging
 import os
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
@@ -21,6 +22,8 @@ from llmservice.errors import ContextLengthExceeded, InvalidRequest
 from .events import TokenLogprob
 from .gguf import gguf_problem
 from .params import GenerationRequest, ModelSpec
+
+logger = logging.getLogger("llama_cpp")
 
 # Named chat formats a tier may force instead of the GGUF's own template.
 CHAT_FORMATS = ("chatml", "llama-2", "llama-3", "mistral-instruct", "gemma", "qwen", "zephyr")
@@ -183,3 +186,29 @@ def checked_logit_bias(bias: Mapping[int, float], n_vocab: int) -> tuple[np.ndar
     ids = np.fromiter((int(t) for t in bias), dtype=np.intc)
     values = np.fromiter((float(v) for v in bias.values()), dtype=np.single)
     return ids, values
+
+
+# ggml's log levels (ggml.h: NONE, DEBUG, INFO, WARN, ERROR, CONT) as Python's. llama.cpp's warnings
+# are mostly notes ("n_ctx_seq < n_ctx_train"), so they log at INFO; its INFO lines at DEBUG.
+_LOG_LEVELS = {0: logging.DEBUG, 1: logging.DEBUG, 2: logging.DEBUG, 3: logging.INFO, 4: logging.ERROR}
+_log_state = {"level": logging.DEBUG, "callback": None}
+
+
+def route_llama_logs() -> None:
+    """Send llama.cpp's log lines to the `llama_cpp` logger at the right levels, once per process
+    (llama-cpp-python's own callback maps newer ggml levels wrongly and prints warnings to stderr)."""
+    if _log_state["callback"] is not None:
+        return
+    import llama_cpp
+
+    @llama_cpp.llama_log_callback
+    def callback(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
+        if level != 5:
+            _log_state["level"] = _LOG_LEVELS.get(level, logging.DEBUG)
+        if logger.isEnabledFor(_log_state["level"]):
+            line = text.decode("utf-8", "replace").rstrip()
+            if line:
+                logger.log(_log_state["level"], "%s", line)
+
+    _log_state["callback"] = callback  # kept alive: llama.cpp holds a pointer to it
+    llama_cpp.llama_log_set(callback, ctypes.c_void_p(0))

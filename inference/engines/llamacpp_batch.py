@@ -44,15 +44,16 @@ class TokenBatch:
         self.n = i + 1
         return i
 
-    def add_run(self, tokens: Sequence[int], start: int, seq: int, logits_last: bool) -> int:
-        """Add consecutive tokens of one sequence from position `start`; returns the last one's index."""
+    def add_run(self, tokens: Sequence[int], start: int, seq: int, logits_last: bool, logits_all: bool = False) -> int:
+        """Add consecutive tokens of one sequence from position `start`; returns the last one's index.
+        Logits (or embeddings) are output for the last token, or for all of them."""
         i, k = self.n, len(tokens)
         self._token[i : i + k] = tokens
         self._pos[i : i + k] = np.arange(start, start + k, dtype=np.int32)
         for j in range(i, i + k):
             self._seq[j][0] = seq
-        self._logits[i : i + k] = 0
-        self._logits[i + k - 1] = logits_last
+        self._logits[i : i + k] = logits_all
+        self._logits[i + k - 1] = logits_last or logits_all
         self.n = i + k
         return i + k - 1
 

@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from llmservice.errors import InternalError, ModelUnavailable, ServiceError, UnsupportedParameter
 
 from ..events import Failed, Started
-from ..llamacpp_common import PromptBuilder, TokenText, checked_logit_bias, spec_problems
+from ..llamacpp_common import PromptBuilder, TokenText, checked_logit_bias, route_llama_logs, spec_problems
 from ..params import ModelSpec
 from .llamacpp_batch import TokenBatch
 from .llamacpp_sequences import Decoding, Slot, sampler_chain
@@ -123,9 +123,7 @@ class BatchedLlamaEngine:
         opts = BatchedLlamaOptions.model_validate({k: v for k, v in spec.load.items() if v is not None})
         import llama_cpp
         from llama_cpp._internals import LlamaModel
-        from llama_cpp._logger import set_verbose
-
-        set_verbose(False)
+        route_llama_logs()
         llama_cpp.llama_backend_init()
         model_params = llama_cpp.llama_model_default_params()
         model_params.n_gpu_layers = opts.n_gpu_layers if opts.n_gpu_layers >= 0 else 0x7FFFFFFF

@@ -7,7 +7,10 @@ from inference import model_build
 
 class Command(BaseCommand):
     requires_system_checks: list = []  # no database needed
-    help = "Build the reranker distilled from MiniLM and the tiny BGE-M3-format model into MODELS_DIR (skips existing)."
+    help = (
+        "Build the reranker distilled from MiniLM, the tiny BGE-M3-format model and the MiniLM GGUF "
+        "into MODELS_DIR (skips existing)."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("--force", action="store_true", help="Rebuild even when the output exists.")
