@@ -26,6 +26,7 @@ class TokenBatch:
         self._seq = [np.ctypeslib.as_array(self.raw.seq_id[i], shape=(1,)) for i in range(capacity)]
         self._n_seq[:] = 1
         self.n = 0
+        self.outputs = 0  # tokens with logits wanted; their rows come back in this order
 
     @property
     def room(self) -> int:
@@ -33,6 +34,7 @@ class TokenBatch:
 
     def clear(self) -> None:
         self.n = 0
+        self.outputs = 0
 
     def add(self, token: int, pos: int, seq: int, logits: bool) -> int:
         """Add one token; returns its index (where `llama_get_logits_ith` finds its logits)."""
@@ -42,6 +44,7 @@ class TokenBatch:
         self._seq[i][0] = seq
         self._logits[i] = logits
         self.n = i + 1
+        self.outputs += logits
         return i
 
     def add_run(self, tokens: Sequence[int], start: int, seq: int, logits_last: bool, logits_all: bool = False) -> int:
@@ -55,11 +58,16 @@ class TokenBatch:
         self._logits[i : i + k] = logits_all
         self._logits[i + k - 1] = logits_last or logits_all
         self.n = i + k
+        self.outputs += k if logits_all else int(logits_last)
         return i + k - 1
 
     def decode(self, ctx: Any) -> int:
         self.raw.n_tokens = self.n
         return self._lib.llama_decode(ctx, self.raw)
+
+    def logits(self, ctx: Any, n_vocab: int) -> np.ndarray:
+        """The last decode's logits, one row per output in batch order (a view: no copy)."""
+        return np.ctypeslib.as_array(self._lib.llama_get_logits(ctx), shape=(self.outputs, n_vocab))
 
     def free(self) -> None:
         if self.raw is not None:

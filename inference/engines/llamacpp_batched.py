@@ -135,7 +135,10 @@ class BatchedLlamaEngine:
         if not ctx:
             model.close()
             raise ModelUnavailable(f"Model '{spec.name}' failed to load: llama.cpp could not create its context.")
-        return cls(spec, opts, model, ctx)
+        engine = cls(spec, opts, model, ctx)
+        logger.info("%s: %d sequences x %d tokens = %d KV cells (about %.0f MiB)", spec.name, opts.parallel,
+                    engine.n_ctx, opts.parallel * engine.n_ctx, kv_cache_bytes(llama_cpp, model.model, opts) / 2**20)
+        return engine
 
     def close(self) -> None:
         for admitted in list(self._jobs.values()):
@@ -207,6 +210,7 @@ class BatchedLlamaEngine:
             d = slot.decoding
             if d is not None and d.pending and not d.prefilling:
                 d.out = batch.add(d.pending[0], d.pos, slot.seq, True)
+                d.row = batch.outputs - 1
                 scheduled.append((d, 1))
         room = min(batch.room, self.opts.prefill_chunk)
         for admitted in self._jobs.values():  # oldest first
@@ -216,7 +220,7 @@ class BatchedLlamaEngine:
                 take = min(room, len(d.pending))
                 last = take == len(d.pending)
                 index = batch.add_run(d.pending[:take], d.pos, d.slot.seq, last)
-                d.out = index if last else None
+                d.out, d.row = (index, batch.outputs - 1) if last else (None, 0)
                 scheduled.append((d, take))
                 room -= take
                 self._counters["prompt_tokens_evaluated"] += take
@@ -230,6 +234,7 @@ class BatchedLlamaEngine:
             for d, _ in scheduled:
                 self._fail(self._jobs.get(id(d.job)), InternalError(DECODE_FAILED.format(code=code)), done, clear=True)
             return done
+        logits = batch.logits(self._ctx, self._n_vocab)
         for d, fed in scheduled:
             if d.done:  # its job failed earlier in this loop
                 continue
@@ -241,11 +246,11 @@ class BatchedLlamaEngine:
             followers, d.followers = d.followers, []
             for f in followers:
                 self._copy_prefill(d, f)
-            self._sample(d, done)
+            self._sample(d, logits, done)
             for f in followers:
                 if not f.done:
-                    f.out = d.out  # the same logits row; each samples with its own chain
-                    self._sample(f, done)
+                    f.out, f.row = d.out, d.row  # the same logits row; each samples with its own chain
+                    self._sample(f, logits, done)
         self._start_waiting()
         return done
 
@@ -259,10 +264,10 @@ class BatchedLlamaEngine:
         )
 
     # --- inside a step ------------------------------------------------------------------------
-    def _sample(self, d: Decoding, done: list[Any]) -> None:
+    def _sample(self, d: Decoding, logits: np.ndarray, done: list[Any]) -> None:
         admitted = self._jobs[id(d.job)]
         try:
-            token, logprobs = d.sample(self._lib, self._ctx, self._n_vocab)
+            token, logprobs = d.sample(self._lib, self._ctx, logits)
             ends = token in self._stop_ids or self._lib.llama_vocab_is_eog(self._vocab, token)
             reason = d.accept(token, ends, self._text, logprobs)
         except ServiceError as exc:  # the constraint could not be followed: this job fails, not the others
@@ -316,7 +321,10 @@ class BatchedLlamaEngine:
         if best == 0:
             slot = min(free, key=lambda s: s.last_used)
         reuse = min(best, len(tokens) - 1)  # at least one token to decode: its logits start the answer
-        self._lib.llama_memory_seq_rm(self._mem, slot.seq, reuse, -1)
+        if not self._lib.llama_memory_seq_rm(self._mem, slot.seq, reuse, -1):
+            # A memory that can't drop a suffix (recurrent models): start the slot over.
+            self._lib.llama_memory_seq_rm(self._mem, slot.seq, -1, -1)
+            reuse = 0
         del slot.tokens[reuse:]
         d.start(slot, reuse)
         slot.last_used = self._clock
@@ -352,6 +360,13 @@ class BatchedLlamaEngine:
         self._jobs.pop(id(admitted.job), None)
         if admitted in self._waiting:
             self._waiting.remove(admitted)
+
+
+def kv_cache_bytes(lib: Any, model: Any, opts: BatchedLlamaOptions) -> int:
+    """What the KV cache costs: n_ctx x parallel cells, each a K and a V row per layer (f16)."""
+    head_dim = lib.llama_model_n_embd(model) // max(lib.llama_model_n_head(model), 1)
+    per_cell = 2 * lib.llama_model_n_layer(model) * lib.llama_model_n_head_kv(model) * head_dim * 2
+    return per_cell * opts.n_ctx * opts.parallel
 
 
 def _context_params(lib: Any, opts: BatchedLlamaOptions) -> Any:

@@ -43,10 +43,15 @@ class Slot:
 
 
 def sampler_chain(lib: Any, n_vocab: int, sampling: SamplingParams, bias: tuple[np.ndarray, np.ndarray] | None) -> Any:
-    """A llama.cpp sampler chain for one sequence (free it with `llama_sampler_free`).
+    """A llama.cpp sampler chain for one sequence (free it with `llama_sampler_free`), or None for
+    plain greedy decoding, which is an argmax of the logits row (the same token, without copying
+    the vocabulary into a candidate array: about 0.1 ms per token saved).
 
     logit_bias, then the penalties, then greedy at temperature 0, else top_k, top_p, min_p,
     temperature and a seeded draw: the order `Llama.generate` uses, so answers match the serial backend."""
+    neutral = sampling.repeat_penalty == 1.0 and sampling.frequency_penalty == 0 and sampling.presence_penalty == 0
+    if sampling.temperature == 0 and bias is None and neutral:
+        return None
     params = lib.llama_sampler_chain_default_params()
     params.no_perf = True
     chain = lib.llama_sampler_chain_init(params)
@@ -79,7 +84,7 @@ class Decoding:
 
     __slots__ = (
         "job", "index", "prompt", "sampling", "slot", "pos", "pending", "chain", "budget", "count", "assembler",
-        "top_logprobs", "constraint", "followers", "out", "done",
+        "top_logprobs", "constraint", "followers", "out", "row", "done",
     )
 
     def __init__(self, job: Any, index: int, prompt: Prompt, sampling: SamplingParams, budget: int):
@@ -99,7 +104,8 @@ class Decoding:
         # place before sampling, `consume(token)` / `is_stopped()` / `failure()` after it.
         self.constraint: Any = None
         self.followers: list[Decoding] = []  # sibling choices (n > 1) waiting to copy this one's prefill
-        self.out: int | None = None  # this step's logits row in the batch, if it samples this step
+        self.out: int | None = None  # this step's batch index of its last token, if it samples this step
+        self.row = 0  # and that token's row among the step's logits
         self.done = False
 
     @property
@@ -113,16 +119,15 @@ class Decoding:
         self.pos = reuse
         self.pending = self.prompt.tokens[reuse:]
 
-    def sample(self, lib: Any, ctx: Any, n_vocab: int) -> tuple[int, np.ndarray | None]:
-        """Sample this step's token from batch row `out`, with the log-softmax of the raw logits
-        when logprobs were asked for (before the bias, the penalties and the constraint)."""
-        logprobs = None
-        if self.top_logprobs is not None or self.constraint is not None:
-            row = np.ctypeslib.as_array(lib.llama_get_logits_ith(ctx, self.out), shape=(n_vocab,))
-            if self.top_logprobs is not None:
-                logprobs = log_softmax(row)
-            if self.constraint is not None:
-                self.constraint.apply(row)  # in place: llama_sampler_sample reads this row
+    def sample(self, lib: Any, ctx: Any, logits: np.ndarray) -> tuple[int, np.ndarray | None]:
+        """Sample this step's token (`logits`: the step's rows), with the log-softmax of the raw
+        logits when logprobs were asked for (before the bias, the penalties and the constraint)."""
+        row = logits[self.row]
+        logprobs = log_softmax(row) if self.top_logprobs is not None else None
+        if self.constraint is not None:
+            self.constraint.apply(row)  # in place: llama_sampler_sample reads this row
+        if self.chain is None:  # plain greedy: llama.cpp's greedy sampler takes the first maximum too
+            return int(row.argmax()), logprobs
         return lib.llama_sampler_sample(self.chain, ctx, self.out), logprobs
 
     def accept(self, token: int, ends: bool, text: Callable[[int], bytes], logprobs: np.ndarray | None) -> FinishReason | None:

@@ -240,3 +240,10 @@ def test_parallel_one_still_serves(smollm2_path):
 def test_missing_model_file_is_unavailable(tmp_path):
     with pytest.raises(ModelUnavailable, match="model file not found"):
         BatchedLlamaEngine.load(make_spec(str(tmp_path / "nope.gguf")))
+
+
+def test_plain_greedy_argmax_picks_what_llamas_greedy_sampler_picks(engine):
+    # No bias and neutral penalties take the argmax path; a zero bias goes through llama.cpp's chain.
+    fast = solo(engine, chat(PROMPTS[2], max_tokens=16))
+    chained = solo(engine, chat(PROMPTS[2], max_tokens=16, logit_bias={5: 0.0}))
+    assert fast.text() == chained.text() and fast.finished() == chained.finished()
