@@ -30,6 +30,7 @@ TIER = "light"
 PEER = "llama-server"
 LIMIT = "llama-batched-bench"
 PROMPT_TOKENS = 48  # about our chat prompt through SmolLM2's template
+REUSE_SYSTEM_TOKENS = 400
 
 
 def run(profile: Profile, workdir: Path, model: str) -> Section:
@@ -51,6 +52,13 @@ def run(profile: Profile, workdir: Path, model: str) -> Section:
             series[f"{name}_p99"][n] = percentile([o.ttft for r in rounds[name] for o in r[1]], 99)
         series["limit"][n] = limit.get(n)
     section.series = {k: {str(n): v for n, v in values.items()} for k, values in series.items()}
+    turn2 = decode_limit.run_subprocess("reuse", model, [5], REUSE_SYSTEM_TOKENS, 32, N_THREADS)
+    section.rows.append(Row(
+        section="batching", metric="turn 2 of a conversation: time to first token, prompt reuse on", unit="s",
+        ours=[turn2["with"]], baseline=[turn2["without"]], baseline_label="prompt reuse off",
+        ratios=[speed_ratio(turn2["with"], turn2["without"], lower_is_better=True)], ratio_def="off / on",
+        note=f"a system prompt of about {REUSE_SYSTEM_TOKENS} tokens; our engine driven directly, median of 5",
+    ))
     section.notes.append(
         f"Each point: {profile.batch_rounds} rounds of 2N streaming requests (N clients, 2 each, back to back), "
         f"max_tokens={tg}, greedy; TTFT percentiles pool every request of the point. Limit: {LIMIT} "

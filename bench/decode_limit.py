@@ -6,6 +6,8 @@ JSON object: generation tokens/s at each number of parallel sequences.
   work as llama-batched-bench: what the binding and our build of llama.cpp can do.
 - `engine`: our `BatchedLlamaEngine` (sampling, text, events) on `pl` greedy requests of `pp`
   prompt tokens and `tg` generated tokens each, driven directly (no HTTP).
+- `reuse`: the time to first token of a conversation's second turn with prompt reuse and without
+  (`--pp`: the system prompt's length in tokens, about), median of `--pl` repetitions.
 Each runs in its own process (`run_subprocess`), so threads and libraries start clean; set
 LLAMA_CPP_LIB_PATH to load another build of libllama (the one llama-batched-bench uses).
 """
@@ -81,12 +83,15 @@ class _Job:
         self.cancelled = threading.Event()
         self.first: float | None = None
         self.tokens = 0
+        self.text = ""
 
     def emit(self, event) -> None:
         from inference.events import Delta, Finished
 
-        if isinstance(event, Delta) and event.text and self.first is None:
-            self.first, self.tokens = time.perf_counter(), 1
+        if isinstance(event, Delta):
+            self.text += event.text
+            if event.text and self.first is None:
+                self.first, self.tokens = time.perf_counter(), 1
         elif isinstance(event, Finished):
             self.tokens = event.completion_tokens
 
@@ -120,8 +125,45 @@ def engine(model_path: str, pls: list[int], pp: int, tg: int, n_threads: int) ->
     return result
 
 
+SYSTEM = "You are a careful assistant. Follow the house style guide below in every answer.\n"
+RULE = "Rule {i}: keep sentences short, cite the source of every figure, and never guess a date.\n"
+
+
+def reuse(model_path: str, pls: list[int], pp: int, tg: int, n_threads: int) -> dict[str, float]:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "llmservice.settings")
+    from inference.engines.llamacpp_batched import BatchedLlamaEngine
+    from inference.params import ChatMessage, GenerationRequest, ModelSpec, SamplingParams
+
+    system = SYSTEM + "".join(RULE.format(i=i) for i in range(max(1, pp // 20)))
+    sampling = SamplingParams(temperature=0.0, max_tokens=tg)
+    result = {}
+    for label, enabled in (("with", True), ("without", False)):
+        load = {"n_ctx": 4096, "parallel": 2, "n_threads": n_threads, "prompt_reuse": enabled}
+        eng = BatchedLlamaEngine.load(ModelSpec(name="bench", backend="llamacpp", kind="chat", model_path=model_path,
+                                                load=load, defaults={}))
+        times = []
+        for i in range(pls[0]):
+            first = (ChatMessage("system", system), ChatMessage("user", f"Question {i}: what is the capital of France?"))
+            turn1 = _Job(GenerationRequest(sampling=sampling, messages=first))
+            _serve(eng, turn1)
+            answer = ChatMessage("assistant", turn1.text)
+            turn2 = _Job(GenerationRequest(sampling=sampling, messages=(*first, answer, ChatMessage("user", "And of Italy?"))))
+            started = time.perf_counter()
+            _serve(eng, turn2)
+            times.append(turn2.first - started)
+        eng.close()
+        result[label] = float(np.median(times))
+    return result
+
+
+def _serve(eng, job: "_Job") -> None:
+    eng.admit(job)
+    while eng.active():
+        eng.step()
+
+
 def run_subprocess(mode: str, model_path: str, pls: list[int], pp: int, tg: int, n_threads: int,
-                   lib_path: str | None = None) -> dict[int, float]:
+                   lib_path: str | None = None) -> dict:
     """Run one measurement in a fresh Python process; {parallel sequences: generated tokens/s}."""
     env = dict(os.environ)
     if lib_path:
@@ -131,20 +173,20 @@ def run_subprocess(mode: str, model_path: str, pls: list[int], pp: int, tg: int,
                "--pp", str(pp), "--tg", str(tg), "--threads", str(n_threads)]
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, check=True)
     line = [x for x in done.stdout.splitlines() if x.startswith("{")][-1]
-    return {int(k): v for k, v in json.loads(line).items()}
+    return {int(k) if k.isdigit() else k: v for k, v in json.loads(line).items()}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.decode_limit", description=__doc__)
     parser.add_argument("model")
-    parser.add_argument("--mode", choices=("raw", "engine"), default="raw")
+    parser.add_argument("--mode", choices=("raw", "engine", "reuse"), default="raw")
     parser.add_argument("--pl", default="1,4,8")
     parser.add_argument("--pp", type=int, default=128)
     parser.add_argument("--tg", type=int, default=64)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     pls = [int(x) for x in args.pl.split(",")]
-    run = raw if args.mode == "raw" else engine
+    run = {"raw": raw, "engine": engine, "reuse": reuse}[args.mode]
     print(json.dumps(run(args.model, pls, args.pp, args.tg, args.threads)))
 
 

@@ -50,6 +50,7 @@ class BatchedLlamaOptions(BaseModel):
     n_gpu_layers: int = Field(0, ge=-1, description="Layers offloaded to the GPU (-1: all).")
     chat_format: str | None = Field(None, description="A named chat format instead of the GGUF's template.")
     flash_attn: bool = Field(True, description="Flash attention (keeps batched greedy output identical to solo).")
+    prompt_reuse: bool = Field(True, description="Reuse a free slot's cells for a prompt that starts the same way.")
 
 
 @dataclass(frozen=True)
@@ -318,6 +319,8 @@ class BatchedLlamaEngine:
             return
         tokens = np.asarray(d.prompt.tokens, dtype=np.int32)
         best, slot = max(((s.common_prefix(tokens), s) for s in free), key=lambda pair: (pair[0], pair[1].last_used))
+        if not self.opts.prompt_reuse:
+            best = 0
         if best == 0:
             slot = min(free, key=lambda s: s.last_used)
         reuse = min(best, len(tokens) - 1)  # at least one token to decode: its logits start the answer
