@@ -176,6 +176,7 @@ def _batching_chart(path: Path, section: Section, info: dict) -> None:
              title="Throughput")
     ttft.set(xlabel="concurrent streaming clients", ylabel="p99 time to first token (s)", title="Time to first token")
     for ax in (rate, ttft):
+        ax.set_ylim(bottom=0)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     m = info["machine"]
