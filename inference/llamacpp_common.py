@@ -1,5 +1,5 @@
-"""What every llama.cpp engine shares: the model checks, the prompt (chat template, tokens,
-stops), token text and logprobs.
+"""What every llama.cpp engine shares: the model checks, the prompt (chat template, tool format,
+tokens, stops), token text and logprobs, the constraint compiler and each sequence's constraint.
 
 Both the one-at-a-time backend (`backends/llamacpp.py`) and the batched engine
 (`engines/llamacpp_batched.py`) build prompts and read tokens through here, so a request is
@@ -13,20 +13,28 @@ import ctypes
 import logging
 import os
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Literal, Mapping, get_args
 
 import numpy as np
+from django.conf import settings
 
-from llmservice.errors import ContextLengthExceeded, InvalidRequest
+from llmservice.errors import ContextLengthExceeded, InvalidRequest, UnsupportedParameter
 
-from .events import TokenLogprob
+from .constraints import CompileLimits, CompiledConstraint, ConstraintCompiler, DuplicateCallGuard, ToolCalls
+from .constraints import detect_tool_format
+from .constraints.tool_formats import GENERIC
+from .events import Delta, Thinking, TokenLogprob
 from .gguf import gguf_problem
+from .options import EngineOptions, option
 from .params import GenerationRequest, ModelSpec
+from .thinking import NO_SWITCH, thinking_state, thinking_switch, thinking_tags
 
 logger = logging.getLogger("llama_cpp")
 
 # Named chat formats a tier may force instead of the GGUF's own template.
-CHAT_FORMATS = ("chatml", "llama-2", "llama-3", "mistral-instruct", "gemma", "qwen", "zephyr")
+ChatFormat = Literal["chatml", "llama-2", "llama-3", "mistral-instruct", "gemma", "qwen", "zephyr"]
+CHAT_FORMATS = get_args(ChatFormat)
+UNPREPARED = "A constrained request reached the model without its compiled constraint."
 TEMPLATE_REJECTED = "The model's chat template rejected these messages: {error}"
 TOKEN_OUTSIDE_VOCAB = "Token id {token} is outside the vocabulary."
 BIAS_OUTSIDE_VOCAB = "logit_bias token id {token} is outside the vocabulary."
@@ -36,8 +44,18 @@ CONTEXT_EXCEEDED = (
 )
 
 
+class LlamaCppOptions(EngineOptions):
+    """Load options of a llama.cpp chat tier; unset ones take the global N_CTX, N_GPU_LAYERS, ... settings."""
+
+    n_ctx: int = option(2048, setting="N_CTX", ge=16, description="Context window of one request, in tokens.")
+    n_gpu_layers: int = option(0, setting="N_GPU_LAYERS", ge=-1, description="Layers offloaded to a GPU (-1: all).")
+    n_threads: int | None = option(None, setting="N_THREADS", ge=0, description="CPU threads (0: llama.cpp's choice).")
+    n_batch: int = option(512, setting="N_BATCH", ge=1, description="Prompt tokens evaluated per batch.")
+    chat_format: ChatFormat | None = option(None, description="A named chat format instead of the GGUF's own template.")
+
+
 def spec_problems(spec: ModelSpec) -> list[str]:
-    """What would stop a GGUF tier from loading: the file, its header, the chat format."""
+    """What would stop a GGUF tier from loading: the file and its header (options are validated apart)."""
     problems = []
     path = spec.model_path
     if not path:
@@ -48,9 +66,6 @@ def spec_problems(spec: ModelSpec) -> list[str]:
         problems.append(f"model file is not readable: {path}")
     elif problem := gguf_problem(path):
         problems.append(problem)
-    chat_format = spec.load.get("chat_format")
-    if chat_format and chat_format not in CHAT_FORMATS:
-        problems.append(f"unknown chat_format '{chat_format}' (one of {', '.join(CHAT_FORMATS)})")
     return problems
 
 
@@ -76,6 +91,7 @@ class Prompt:
     stops: list[str]
     param: str  # "messages" or "prompt"
     echo: str | None  # the prompt text, when the request asked for it back
+    thinking: Thinking | None = None  # the template's thinking tags, and whether the prompt left a block open
 
     def check_fits(self, n_ctx: int) -> None:
         """Refuse a prompt that leaves no room for one generated token (OpenAI's wording)."""
@@ -93,6 +109,9 @@ class PromptBuilder:
         self.n_vocab = model.n_vocab()
         self.metadata: Mapping[str, str] = model.metadata()
         self._formatter, self.stop_token_ids = self._chat_formatter(chat_format)
+        template = None if chat_format else self.metadata.get("tokenizer.chat_template")
+        self.tool_format = detect_tool_format(template) if template else GENERIC
+        self.thinking_tags, self.thinking_switch = thinking_tags(template), thinking_switch(template)
 
     def _chat_formatter(self, chat_format: str | None) -> tuple[Callable, frozenset[int]]:
         if chat_format:
@@ -116,13 +135,21 @@ class PromptBuilder:
         """The request's messages through the chat template, or its raw prompt, as tokens."""
         stops = list(request.sampling.stop)
         if request.messages is not None:
+            calls = request.constraint if isinstance(request.constraint, ToolCalls) else None
+            messages, tools = self.tool_format.render(request.messages, calls)
+            switch: dict[str, bool] = {}
+            if request.thinking is not None:
+                if self.thinking_switch is None:
+                    raise UnsupportedParameter(NO_SWITCH, param="reasoning_effort")
+                switch[self.thinking_switch] = request.thinking
             try:
-                result = self._formatter(messages=[m.as_template_dict() for m in request.messages])
+                result = self._formatter(messages=messages, tools=tools, **switch)
             except Exception as exc:  # the template's own raise_exception(), or a Jinja error
                 raise InvalidRequest(TEMPLATE_REJECTED.format(error=exc), param="messages") from exc
             tokens = self.tokenize(result.prompt, add_bos=not result.added_special)
             template_stops = result.stop if isinstance(result.stop, list) else [result.stop]
-            return Prompt(tokens, stops + [s for s in template_stops if s], "messages", None)
+            thinking = thinking_state(self.thinking_tags, result.prompt)
+            return Prompt(tokens, stops + [s for s in template_stops if s], "messages", None, thinking)
         prompt = request.prompt
         if isinstance(prompt, tuple):
             tokens = list(prompt)
@@ -149,13 +176,68 @@ class TokenText:
         self._vocab = vocab
         self._buf = ctypes.create_string_buffer(64)
 
-    def __call__(self, token: int) -> bytes:
+    def __call__(self, token: int, special: bool = False) -> bytes:
+        """The token's text; a special token's only when `special` (a tool-call marker)."""
         buf = self._buf
-        n = self._to_piece(self._vocab, token, buf, len(buf), 0, False)
+        n = self._to_piece(self._vocab, token, buf, len(buf), 0, special)
         if n < 0:
             self._buf = buf = ctypes.create_string_buffer(-n)
-            n = self._to_piece(self._vocab, token, buf, len(buf), 0, False)
+            n = self._to_piece(self._vocab, token, buf, len(buf), 0, special)
         return buf.raw[:n]
+
+
+def compile_limits() -> CompileLimits:
+    """The constraint compiler's bounds, from the STRUCTURED_* settings."""
+    return CompileLimits(
+        max_bytes=settings.STRUCTURED_MAX_CONSTRAINT_BYTES,
+        max_grammar_size=settings.STRUCTURED_MAX_GRAMMAR_SIZE,
+        initial_fuel=settings.STRUCTURED_INITIAL_FUEL,
+        step_fuel=settings.STRUCTURED_STEP_FUEL,
+        max_lexer_states=settings.STRUCTURED_MAX_LEXER_STATES,
+        cache_size=settings.STRUCTURED_CACHE_SIZE,
+        threads=settings.STRUCTURED_COMPILE_THREADS,
+    )
+
+
+def constraint_compiler(vocab: Any, n_vocab: int, prompts: PromptBuilder) -> ConstraintCompiler:
+    """The model's constraint compiler, built once at load (about 0.25 s for a 49k vocabulary):
+    llguidance's view of the vocabulary, every end-of-generation token counting as its EOS."""
+    import llama_cpp
+    from llguidance.llamacpp import lltokenizer_from_vocab
+
+    eog = [t for t in range(llama_cpp.llama_vocab_n_tokens(vocab)) if llama_cpp.llama_vocab_is_eog(vocab, t)]
+    tokenizer = lltokenizer_from_vocab(vocab, eos_token=eog or None)
+    return ConstraintCompiler(tokenizer, n_vocab=n_vocab, tool_format=prompts.tool_format, limits=compile_limits())
+
+
+class SequenceConstraint:
+    """One sequence's share of a compiled constraint: its own matcher, its own repeated-call guard
+    (tool calls), and the special tokens whose text the answer shows (tool-call markers)."""
+
+    __slots__ = ("matcher", "guard", "preserved")
+
+    def __init__(self, compiled: CompiledConstraint):
+        self.matcher = compiled.matcher()
+        self.guard: DuplicateCallGuard | None = compiled.guard()
+        self.preserved = compiled.preserved_tokens
+
+    def mask(self, input_ids, scores):
+        """As a llama-cpp-python logits processor. Called by llama.cpp's sampler through ctypes: it
+        must not raise (a failure masks all but the end; the loop reports it when the token comes back)."""
+        return self.matcher.apply(scores)
+
+    @property
+    def stopped(self) -> bool:
+        """The answer is complete: the grammar allows nothing more, or a tool call repeated."""
+        return self.matcher.is_stopped() or (self.guard is not None and self.guard.stopped)
+
+
+def deltas(text: str, released: list, guard: DuplicateCallGuard | None, index: int = 0, final: bool = False) -> Iterator[Delta]:
+    """The events for new answer text (through the repeated-call guard when there is one)."""
+    pieces = [(text, released)] if guard is None else guard.feed(text, released) + (guard.flush() if final else [])
+    for piece, logprobs in pieces:
+        if piece or logprobs:
+            yield Delta(piece, logprobs or None, index)
 
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:

@@ -100,9 +100,10 @@ class Matcher:
         return logits
 
     def consume(self, token: int) -> bool:
-        """Advance past the sampled token; False if it broke the constraint (see `failure`)."""
+        """Advance past the sampled token; False if it broke the constraint (see `failure`), also
+        when the matcher failed while masking (llguidance then still accepts the end of sequence)."""
         self.tokens += 1
-        return self._inner.consume_token(token)
+        return self._inner.consume_token(token) and not self._inner.is_error()
 
     def is_stopped(self) -> bool:
         """Nothing but the end of the sequence may follow."""

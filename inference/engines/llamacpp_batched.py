@@ -6,7 +6,9 @@ every sequence that has logits with its own sampler chain. The KV cache is not u
 attention is on: each sequence has its own `n_ctx` cells, and a request's greedy answer is the
 same batched as alone. `n > 1` choices prefill the prompt once and copy its cells. A finished
 sequence's slot is free at once; its cells stay as a prefix cache that the next prompt starting
-the same way reuses (llama-server's `cache_prompt`).
+the same way reuses (llama-server's `cache_prompt`). Every constrained sequence has its own
+matcher (structured output, tool calls: inference/constraints); a step fills the masks of all of
+them at once (llguidance's threads) and masks their logits rows in place before sampling.
 
 Every method runs on the model's owner thread (the engine contract, inference/engines/README in
 issue 12). https://github.com/ggml-org/llama.cpp/blob/master/tools/server/README.md (slots)
@@ -23,10 +25,14 @@ from typing import Any, ClassVar
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from llmservice.errors import InternalError, ModelUnavailable, ServiceError, UnsupportedParameter
+from llmservice.errors import InternalError, ModelUnavailable, ServiceError
 
+from ..constraints import allocate_bitmask, apply_bitmask, fill_masks
 from ..events import Failed, Started
-from ..llamacpp_common import PromptBuilder, TokenText, checked_logit_bias, route_llama_logs, spec_problems
+from ..llamacpp_common import (
+    UNPREPARED, PromptBuilder, SequenceConstraint, TokenText, checked_logit_bias, constraint_compiler, log_softmax,
+    route_llama_logs, spec_problems,
+)
 from ..params import ModelSpec
 from .llamacpp_batch import TokenBatch
 from .llamacpp_sequences import Decoding, Slot, sampler_chain
@@ -34,7 +40,6 @@ from .llamacpp_sequences import Decoding, Slot, sampler_chain
 logger = logging.getLogger(__name__)
 
 DECODE_FAILED = "The model failed while generating (llama_decode returned {code}); see the server log."
-NOT_YET_CONSTRAINED = "Structured output and tool calls are not available on this tier's batched engine yet."
 
 
 class BatchedLlamaOptions(BaseModel):
@@ -102,6 +107,9 @@ class BatchedLlamaEngine:
         self._prompts = PromptBuilder(model, opts.chat_format)
         self._text = TokenText(self._vocab)
         self._stop_ids = self._prompts.stop_token_ids
+        self.tool_format = self._prompts.tool_format
+        self.constraint_compiler = constraint_compiler(self._vocab, self._n_vocab, self._prompts)
+        self._bitmask = allocate_bitmask(self._n_vocab, opts.parallel)  # one row per sequence sampled in a step
         self._slots = [Slot(seq) for seq in range(opts.parallel)]
         self._batch = TokenBatch(llama_cpp, max(opts.n_batch, opts.parallel))
         self._jobs: dict[int, _Admitted] = {}  # by id(job), in admission order
@@ -162,13 +170,13 @@ class BatchedLlamaEngine:
 
     def admit(self, job: Any) -> None:
         """Tokenize the job's prompt and start its choices in free slots (the rest wait for one)."""
-        request = job.request
+        request, compiled = job.request, job.request.compiled
         try:
+            if request.constraint is not None and compiled is None:
+                raise InternalError(UNPREPARED)
             prompt = self._prompts.build(request)
             prompt.check_fits(self.n_ctx)
             bias = checked_logit_bias(request.sampling.logit_bias, self._n_vocab) if request.sampling.logit_bias else None
-            if request.constraint is not None:
-                raise UnsupportedParameter(NOT_YET_CONSTRAINED, param="response_format")
         except ServiceError as exc:
             job.emit(Failed(exc))
             self._done.append(job)
@@ -181,11 +189,14 @@ class BatchedLlamaEngine:
             sampling = request.choice(index).sampling
             decoding = Decoding(job, index, prompt, sampling, budget)
             decoding.chain = sampler_chain(self._lib, self._n_vocab, sampling, bias)
+            if compiled is not None:
+                decoding.constraint = SequenceConstraint(compiled)  # its own matcher and guard
             decodings.append(decoding)
         admitted = _Admitted(job, decodings)
         self._jobs[id(job)] = admitted
         self._counters["prompt_tokens"] += len(prompt.tokens) * request.n
-        job.emit(Started(prompt_tokens=len(prompt.tokens), echo=prompt.echo))
+        relaxed = tuple(str(r) for r in compiled.relaxed) if compiled else ()
+        job.emit(Started(len(prompt.tokens), prompt.echo, tool_format=self.tool_format.name, relaxed=relaxed))
         self._waiting.append(admitted)
         self._start_waiting()
 
@@ -235,23 +246,20 @@ class BatchedLlamaEngine:
             for d, _ in scheduled:
                 self._fail(self._jobs.get(id(d.job)), InternalError(DECODE_FAILED.format(code=code)), done, clear=True)
             return done
-        logits = batch.logits(self._ctx, self._n_vocab)
+        ready: list[Decoding] = []  # the sequences that sample a token this step
         for d, fed in scheduled:
-            if d.done:  # its job failed earlier in this loop
-                continue
             d.slot.tokens.extend(d.pending[:fed])
             d.pos += fed
             del d.pending[:fed]
             if d.pending:  # more of the prompt to prefill
                 continue
+            ready.append(d)
             followers, d.followers = d.followers, []
             for f in followers:
                 self._copy_prefill(d, f)
-            self._sample(d, logits, done)
-            for f in followers:
-                if not f.done:
-                    f.out, f.row = d.out, d.row  # the same logits row; each samples with its own chain
-                    self._sample(f, logits, done)
+                f.out, f.row = d.out, d.row  # the same logits row; each samples with its own chain
+                ready.append(f)
+        self._sample_all(ready, batch.logits(self._ctx, self._n_vocab), done)
         self._start_waiting()
         return done
 
@@ -265,10 +273,22 @@ class BatchedLlamaEngine:
         )
 
     # --- inside a step ------------------------------------------------------------------------
-    def _sample(self, d: Decoding, logits: np.ndarray, done: list[Any]) -> None:
+    def _sample_all(self, ready: list[Decoding], logits: np.ndarray, done: list[Any]) -> None:
+        """Logprobs from the raw rows, then every constraint's mask (filled together), then sampling."""
+        raw = {d.row: log_softmax(logits[d.row]) for d in ready if d.top_logprobs is not None}
+        constrained = [d for d in ready if d.constraint is not None]
+        if constrained:
+            fill_masks([(d.constraint.matcher, i) for i, d in enumerate(constrained)], self._bitmask)
+            for i, d in enumerate(constrained):
+                apply_bitmask(logits[d.row], self._bitmask[i])  # in place: the sampler chain reads this memory
+        for d in ready:
+            if not d.done:  # its job failed earlier in this loop
+                self._sample(d, logits, raw.get(d.row) if d.top_logprobs is not None else None, done)
+
+    def _sample(self, d: Decoding, logits: np.ndarray, logprobs: np.ndarray | None, done: list[Any]) -> None:
         admitted = self._jobs[id(d.job)]
         try:
-            token, logprobs = d.sample(self._lib, self._ctx, logits)
+            token = d.sample(self._lib, self._ctx, logits)
             ends = token in self._stop_ids or self._lib.llama_vocab_is_eog(self._vocab, token)
             reason = d.accept(token, ends, self._text, logprobs)
         except ServiceError as exc:  # the constraint could not be followed: this job fails, not the others

@@ -15,8 +15,8 @@ from typing import Any, Callable
 import numpy as np
 
 from ..decoding import TextAssembler
-from ..events import Delta, Finished, FinishReason, TokenLogprob
-from ..llamacpp_common import Prompt, log_softmax, token_logprob
+from ..events import Finished, FinishReason, TokenLogprob
+from ..llamacpp_common import Prompt, SequenceConstraint, deltas, token_logprob
 from ..params import SamplingParams
 
 PENALTY_LAST_N = 64  # llama-cpp-python's default window for the repeat/presence/frequency penalties
@@ -100,9 +100,7 @@ class Decoding:
         self.count = 0
         self.assembler: TextAssembler[TokenLogprob] = TextAssembler(prompt.stops)
         self.top_logprobs = sampling.top_logprobs if sampling.logprobs else None
-        # Issue 9's per-sequence constraint matcher goes here: `apply(logits_row)` masks the row in
-        # place before sampling, `consume(token)` / `is_stopped()` / `failure()` after it.
-        self.constraint: Any = None
+        self.constraint: SequenceConstraint | None = None  # its own matcher and repeated-call guard
         self.followers: list[Decoding] = []  # sibling choices (n > 1) waiting to copy this one's prefill
         self.out: int | None = None  # this step's batch index of its last token, if it samples this step
         self.row = 0  # and that token's row among the step's logits
@@ -119,31 +117,29 @@ class Decoding:
         self.pos = reuse
         self.pending = self.prompt.tokens[reuse:]
 
-    def sample(self, lib: Any, ctx: Any, logits: np.ndarray) -> tuple[int, np.ndarray | None]:
-        """Sample this step's token (`logits`: the step's rows), with the log-softmax of the raw
-        logits when logprobs were asked for (before the bias, the penalties and the constraint)."""
-        row = logits[self.row]
-        logprobs = log_softmax(row) if self.top_logprobs is not None else None
-        if self.constraint is not None:
-            self.constraint.apply(row)  # in place: llama_sampler_sample reads this row
+    def sample(self, lib: Any, ctx: Any, logits: np.ndarray) -> int:
+        """Sample this step's token from its row of the step's `logits` (already masked in place
+        when it has a constraint: `llama_sampler_sample` reads the same memory)."""
         if self.chain is None:  # plain greedy: llama.cpp's greedy sampler takes the first maximum too
-            return int(row.argmax()), logprobs
-        return lib.llama_sampler_sample(self.chain, ctx, self.out), logprobs
+            return int(logits[self.row].argmax())
+        return lib.llama_sampler_sample(self.chain, ctx, self.out)
 
-    def accept(self, token: int, ends: bool, text: Callable[[int], bytes], logprobs: np.ndarray | None) -> FinishReason | None:
-        """Take the sampled token (`ends`: an end-of-generation token); emit its text once decided."""
-        if self.constraint is not None and not self.constraint.consume(token):
-            raise self.constraint.failure()
+    def accept(self, token: int, ends: bool, text: Callable[..., bytes], logprobs: np.ndarray | None) -> FinishReason | None:
+        """Take the sampled token (`ends`: an end-of-generation token); emit its text once decided.
+        `logprobs`: the log-softmax of the raw row (before the bias, the penalties and the constraint)."""
+        constraint = self.constraint
+        if constraint is not None and not constraint.matcher.consume(token):
+            raise constraint.matcher.failure()
         if ends:
             return "stop"
         self.count += 1
-        piece = text(token)
+        piece = text(token, constraint is not None and token in constraint.preserved)
         entry = None if logprobs is None else token_logprob(logprobs, token, piece, self.top_logprobs, text)
         out, released = self.assembler.feed(piece, entry)
-        if out or released:
-            self.job.emit(Delta(out, released or None, self.index))
-        if self.assembler.stopped or (self.constraint is not None and self.constraint.is_stopped()):
-            return "stop"
+        for delta in deltas(out, released, constraint.guard if constraint else None, self.index):
+            self.job.emit(delta)
+        if self.assembler.stopped or (constraint is not None and constraint.stopped):
+            return "stop"  # a stop string, or the output is complete (nothing but the end may follow)
         if self.count >= self.budget:
             return "length"
         self.pending = [token]
@@ -153,8 +149,8 @@ class Decoding:
         """Emit the held-back text (unless cancelled) and the Finished event."""
         if reason != "cancelled":
             text, released = self.assembler.flush()
-            if text or released:
-                self.job.emit(Delta(text, released or None, self.index))
+            for delta in deltas(text, released, self.constraint.guard if self.constraint else None, self.index, final=True):
+                self.job.emit(delta)
         self.job.emit(Finished(reason, len(self.prompt.tokens), self.count, self.index))
         self.done = True
         self.pending = []

@@ -239,6 +239,23 @@ def test_a_limit_hit_while_generating_fails_that_sequence_cleanly(smollm2_tokeni
     assert isinstance(failure, ConstraintFailed) and "too many states" in failure.message
 
 
+def test_a_matcher_that_failed_while_masking_refuses_even_the_end(smollm2_tokenizer, smollm2_vocab):
+    """Its mask then allows only the end of sequence; taking it must still report the failure, not
+    end the answer as if it were complete (llguidance itself accepts the end there)."""
+    tight = ConstraintCompiler(
+        smollm2_tokenizer, n_vocab=smollm2_vocab.n_vocab(), tool_format=GENERIC, limits=CompileLimits(max_lexer_states=50)
+    )
+    matcher = tight.compile(Regex("(a|b|c|d)*a(a|b|c|d){12}", "guided_regex")).matcher()
+    for token in smollm2_tokenizer.tokenize_str("aadb"):  # what SmolLM2 writes after "Letters: "
+        matcher.apply(np.zeros(tight.n_vocab, dtype=np.float32))
+        assert matcher.consume(token)
+    logits = np.zeros(tight.n_vocab, dtype=np.float32)
+    matcher.apply(logits)  # the lexer runs out of states here
+    assert set(np.flatnonzero(np.isfinite(logits))) == set(tight.eos_tokens)
+    assert not matcher.consume(tight.eos_tokens[0])
+    assert isinstance(matcher.failure(), ConstraintFailed) and "too many states" in matcher.failure().message
+
+
 def test_a_small_size_limit_is_applied(smollm2_tokenizer, smollm2_vocab):
     small = ConstraintCompiler(smollm2_tokenizer, n_vocab=smollm2_vocab.n_vocab(), tool_format=GENERIC, limits=CompileLimits(max_bytes=100))
     with pytest.raises(InvalidRequest, match="too large"):

@@ -147,8 +147,8 @@ def test_named_chat_format_override(backend, smollm2_path):
     request = GenerationRequest(sampling=resolve_sampling({"temperature": 0, "max_tokens": 4}, {}), messages=messages)
     llama2 = LlamaCppBackend.load(make_spec(smollm2_path, chat_format="llama-2"))
     try:
-        own_prompt = backend._llama.detokenize(backend._prompt(request)[0], special=True).decode()
-        forced_prompt = llama2._llama.detokenize(llama2._prompt(request)[0], special=True).decode()
+        own_prompt = backend._llama.detokenize(backend._prompts.build(request).tokens, special=True).decode()
+        forced_prompt = llama2._llama.detokenize(llama2._prompts.build(request).tokens, special=True).decode()
         assert "<|im_start|>user" in own_prompt and "[INST]" not in own_prompt
         assert "[INST]" in forced_prompt and "<|im_start|>" not in forced_prompt
         started, text, _, _ = run(llama2, messages=messages, temperature=0, max_tokens=4)

@@ -102,15 +102,16 @@ def test_a_native_format_end_to_end_with_real_weights(backend):
     """SmolLM2 driven through a Hermes/Qwen template and the Hermes format: prompt, grammar, parser."""
     from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
-    saved = backend.tool_format, backend._formatter
+    prompts = backend._prompts  # the backend's chat template and tool format (llamacpp_common.PromptBuilder)
+    saved = prompts.tool_format, prompts._formatter
     hermes = ConstraintCompiler(backend.constraint_compiler.tokenizer, n_vocab=backend.constraint_compiler.n_vocab,
                                 tool_format=HERMES, limits=backend.constraint_compiler.limits)
-    backend.tool_format = HERMES
-    backend._formatter = Jinja2ChatFormatter(template=QWEN, eos_token="<|im_end|>", bos_token="", stop_token_ids=[2])
+    prompts.tool_format = HERMES
+    prompts._formatter = Jinja2ChatFormatter(template=QWEN, eos_token="<|im_end|>", bos_token="", stop_token_ids=[2])
     try:
         text, finished, started = run(backend, "Find the height of the Eiffel tower.", ToolCalls((SEARCH,), "required"), compiler=hermes)
     finally:
-        backend.tool_format, backend._formatter = saved
+        prompts.tool_format, prompts._formatter = saved
     assert started.tool_format == "hermes" and finished.reason == "stop"
     assert text.startswith("<tool_call>\n{") and text.rstrip().endswith("}\n</tool_call>")
     (call,) = HERMES.parse(text, "required").calls
@@ -132,3 +133,16 @@ def test_logprobs_survive_the_constraint(backend):
     deltas = [e for e in backend.generate(request, lambda: False) if isinstance(e, Delta)]
     entries = [lp for d in deltas for lp in d.logprobs or []]
     assert "".join(e.token for e in entries) == "".join(d.text for d in deltas)
+
+
+def test_a_constraint_failing_mid_answer_is_its_400(backend):
+    """The lexer runs out of states after a few tokens: the request fails; never a cut "stop"."""
+    from inference.constraints import CompileLimits, ConstraintFailed, Regex
+
+    c = backend.constraint_compiler
+    tight = ConstraintCompiler(c.tokenizer, n_vocab=c.n_vocab, tool_format=c.tool_format, limits=CompileLimits(max_lexer_states=50))
+    constraint = Regex("(a|b|c|d)*a(a|b|c|d){12}", "guided_regex")
+    request = GenerationRequest(sampling=SamplingParams(temperature=0, max_tokens=200), prompt="Letters: ",
+                                constraint=constraint, compiled=tight.compile(constraint))
+    with pytest.raises(ConstraintFailed, match="too many states"):
+        list(backend.generate(request, lambda: False))

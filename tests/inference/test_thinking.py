@@ -23,9 +23,10 @@ def test_tags_and_switch_come_from_the_template():
 
 
 def with_template(backend, template):
-    """The backend as it loads a GGUF carrying `template` (as __init__ reads it)."""
-    backend._formatter = Jinja2ChatFormatter(template=template, eos_token="<|im_end|>", bos_token="", stop_token_ids=[2])
-    backend.thinking_tags, backend.thinking_switch = thinking_tags(template), thinking_switch(template)
+    """The backend as it loads a GGUF carrying `template` (as its PromptBuilder reads it)."""
+    prompts = backend._prompts
+    prompts._formatter = Jinja2ChatFormatter(template=template, eos_token="<|im_end|>", bos_token="", stop_token_ids=[2])
+    prompts.thinking_tags, prompts.thinking_switch = thinking_tags(template), thinking_switch(template)
 
 
 def started(backend, thinking=None):
@@ -38,9 +39,10 @@ def started(backend, thinking=None):
 
 @pytest.fixture
 def restore(backend):
-    saved = backend._formatter, backend.thinking_tags, backend.thinking_switch
+    prompts = backend._prompts
+    saved = prompts._formatter, prompts.thinking_tags, prompts.thinking_switch
     yield
-    backend._formatter, backend.thinking_tags, backend.thinking_switch = saved
+    prompts._formatter, prompts.thinking_tags, prompts.thinking_switch = saved
 
 
 def test_a_qwen3_template_reports_its_tags_and_turns_thinking_off(backend, restore):
