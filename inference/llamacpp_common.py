@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterator, Literal, Mapping, get_args
 import numpy as np
 from django.conf import settings
 
-from llmservice.errors import ContextLengthExceeded, InvalidRequest, UnsupportedParameter
+from llmservice.errors import ContextLengthExceeded, InvalidRequest, ModelUnavailable, UnsupportedParameter
 
 from .constraints import CompileLimits, CompiledConstraint, ConstraintCompiler, DuplicateCallGuard, ToolCalls
 from .constraints import detect_tool_format
@@ -67,6 +67,32 @@ def spec_problems(spec: ModelSpec) -> list[str]:
     elif problem := gguf_problem(path):
         problems.append(problem)
     return problems
+
+
+def gguf_model_load(spec: ModelSpec, n_gpu_layers: int) -> Any:
+    """The GGUF's weights (llama-cpp-python's `LlamaModel`), llama.cpp's logs routed to ours."""
+    import llama_cpp
+    from llama_cpp._internals import LlamaModel
+
+    route_llama_logs()
+    llama_cpp.llama_backend_init()
+    params = llama_cpp.llama_model_default_params()
+    params.n_gpu_layers = 0x7FFFFFFF if n_gpu_layers < 0 else n_gpu_layers
+    try:
+        return LlamaModel(path_model=spec.model_path, params=params, verbose=False)
+    except (ValueError, RuntimeError, OSError) as exc:
+        raise ModelUnavailable(f"Model '{spec.name}' failed to load: {exc}.") from exc
+
+
+def gguf_context(spec: ModelSpec, model: Any, params: Any) -> Any:
+    """A `llama_context` on `model`; the model is closed if llama.cpp can't make one."""
+    import llama_cpp
+
+    ctx = llama_cpp.llama_init_from_model(model.model, params)
+    if not ctx:
+        model.close()
+        raise ModelUnavailable(f"Model '{spec.name}' failed to load: llama.cpp could not create its context.")
+    return ctx
 
 
 def _named_formatter(name: str):

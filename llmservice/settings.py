@@ -98,7 +98,12 @@ TIER_NAMES = env.list("TIER_NAMES", default=["light", "medium", "heavy", "embed"
 # Each engine declares the kinds it serves and its load options (inference/engines/base.py);
 # tests add fakes here.
 INFERENCE_BACKENDS = {
-    "llamacpp": "inference.backends.llamacpp.LlamaCppEngine",
+    # llama.cpp: chat tiers batched (continuous batching, `parallel` sequences), GGUF embedding tiers.
+    "llamacpp": [
+        "inference.engines.llamacpp_batched.BatchedLlamaEngine",
+        "inference.engines.llamacpp_embedding.LlamaEmbeddingEngine",
+    ],
+    "llamacpp_serial": "inference.backends.llamacpp.LlamaCppEngine",  # chat, one request at a time
     "sentence_transformers": "inference.backends.embeddings.SentenceTransformerEngine",
     "bge_m3": "inference.backends.embeddings.BGEM3Engine",
     "cross_encoder": "inference.backends.rerankers.CrossEncoderEngine",

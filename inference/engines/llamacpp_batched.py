@@ -10,31 +10,32 @@ the same way reuses (llama-server's `cache_prompt`). Every constrained sequence 
 matcher (structured output, tool calls: inference/constraints); a step fills the masks of all of
 them at once (llguidance's threads) and masks their logits rows in place before sampling.
 
-Every method runs on the model's owner thread (the engine contract, inference/engines/README in
-issue 12). https://github.com/ggml-org/llama.cpp/blob/master/tools/server/README.md (slots)
+Every method runs on the model's owner thread (the engine contract: inference/engines/base.py).
+https://github.com/ggml-org/llama.cpp/blob/master/tools/server/README.md (slots)
 """
 
 from __future__ import annotations
 
 import logging
-import os
 from collections import deque
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel
 
 from llmservice.errors import InternalError, ModelUnavailable, ServiceError
 
 from ..constraints import allocate_bitmask, apply_bitmask, fill_masks
 from ..events import Failed, Started
 from ..llamacpp_common import (
-    UNPREPARED, PromptBuilder, SequenceConstraint, TokenText, checked_logit_bias, constraint_compiler, log_softmax,
-    route_llama_logs, spec_problems,
+    UNPREPARED, PromptBuilder, SequenceConstraint, TokenText, checked_logit_bias, constraint_compiler, gguf_context,
+    gguf_model_load, log_softmax, spec_problems,
 )
+from ..options import options_load
 from ..params import ModelSpec
+from .base import EngineStats, Job
 from .llamacpp_batch import TokenBatch
+from .llamacpp_context import BatchedLlamaOptions, context_params, kv_cache_bytes
 from .llamacpp_sequences import Decoding, Slot, sampler_chain
 
 logger = logging.getLogger(__name__)
@@ -42,44 +43,12 @@ logger = logging.getLogger(__name__)
 DECODE_FAILED = "The model failed while generating (llama_decode returned {code}); see the server log."
 
 
-class BatchedLlamaOptions(BaseModel):
-    """Load options of a batched llama.cpp tier."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    n_ctx: int = Field(2048, ge=16, description="Context window of one request, in tokens.")
-    parallel: int = Field(4, ge=1, le=256, description="Sequences decoded together; KV cells = n_ctx x parallel.")
-    n_batch: int = Field(512, ge=1, description="Most tokens in one llama_decode.")
-    prefill_chunk: int = Field(256, ge=1, description="Most prompt tokens prefilled per step while others generate.")
-    n_threads: int | None = Field(None, ge=1, description="CPU threads; empty: half the cores (as llama-cpp-python).")
-    n_gpu_layers: int = Field(0, ge=-1, description="Layers offloaded to the GPU (-1: all).")
-    chat_format: str | None = Field(None, description="A named chat format instead of the GGUF's template.")
-    flash_attn: bool = Field(True, description="Flash attention (keeps batched greedy output identical to solo).")
-    prompt_reuse: bool = Field(True, description="Reuse a free slot's cells for a prompt that starts the same way.")
-
-
-@dataclass(frozen=True)
-class EngineStats:
-    """What the engine is doing now, and its counters since load."""
-
-    active: int  # sequences generating or prefilling
-    slots: int  # parallel
-    kv_cells_used: int  # cells holding active sequences' tokens
-    kv_cells_cached: int  # cells of free slots kept for prompt reuse
-    kv_cells_total: int  # n_ctx x parallel
-    steps: int
-    prompt_tokens: int  # prompt tokens of the choices served
-    prompt_tokens_evaluated: int  # of those, decoded here
-    prompt_tokens_reused: int  # found in a free slot's cells
-    prompt_tokens_shared: int  # copied from a sibling choice's prefill (n > 1)
-
-
 class _Admitted:
     """One admitted job: its prompt and its choices (some may wait for a free slot)."""
 
     __slots__ = ("job", "decodings", "waiting", "remaining")
 
-    def __init__(self, job: Any, decodings: list[Decoding]):
+    def __init__(self, job: Job, decodings: list[Decoding]):
         self.job = job
         self.decodings = decodings
         self.waiting: deque[Decoding] = deque(decodings)
@@ -114,7 +83,7 @@ class BatchedLlamaEngine:
         self._batch = TokenBatch(llama_cpp, max(opts.n_batch, opts.parallel))
         self._jobs: dict[int, _Admitted] = {}  # by id(job), in admission order
         self._waiting: deque[_Admitted] = deque()  # jobs with choices still to start
-        self._done: list[Any] = []  # jobs finished outside step() (failed at admission)
+        self._done: list[Job] = []  # jobs finished outside step() (failed at admission)
         self._clock = 0
         self._counters = dict(steps=0, prompt_tokens=0, prompt_tokens_evaluated=0, prompt_tokens_reused=0,
                               prompt_tokens_shared=0)
@@ -129,21 +98,11 @@ class BatchedLlamaEngine:
         problems = cls.check(spec)
         if problems:
             raise ModelUnavailable(f"Model '{spec.name}' cannot be loaded: {'; '.join(problems)}.")
-        opts = BatchedLlamaOptions.model_validate({k: v for k, v in spec.load.items() if v is not None})
+        opts = options_load(BatchedLlamaOptions, spec)
         import llama_cpp
-        from llama_cpp._internals import LlamaModel
-        route_llama_logs()
-        llama_cpp.llama_backend_init()
-        model_params = llama_cpp.llama_model_default_params()
-        model_params.n_gpu_layers = opts.n_gpu_layers if opts.n_gpu_layers >= 0 else 0x7FFFFFFF
-        try:
-            model = LlamaModel(path_model=spec.model_path, params=model_params, verbose=False)
-        except (ValueError, RuntimeError, OSError) as exc:
-            raise ModelUnavailable(f"Model '{spec.name}' failed to load: {exc}.") from exc
-        ctx = llama_cpp.llama_init_from_model(model.model, _context_params(llama_cpp, opts))
-        if not ctx:
-            model.close()
-            raise ModelUnavailable(f"Model '{spec.name}' failed to load: llama.cpp could not create its context.")
+
+        model = gguf_model_load(spec, opts.n_gpu_layers)
+        ctx = gguf_context(spec, model, context_params(llama_cpp, opts))
         engine = cls(spec, opts, model, ctx)
         logger.info("%s: %d sequences x %d tokens = %d KV cells (about %.0f MiB)", spec.name, opts.parallel,
                     engine.n_ctx, opts.parallel * engine.n_ctx, kv_cache_bytes(llama_cpp, model.model, opts) / 2**20)
@@ -168,7 +127,7 @@ class BatchedLlamaEngine:
     def active(self) -> int:
         return len(self._jobs)
 
-    def admit(self, job: Any) -> None:
+    def admit(self, job: Job) -> None:
         """Tokenize the job's prompt and start its choices in free slots (the rest wait for one)."""
         request, compiled = job.request, job.request.compiled
         try:
@@ -200,7 +159,7 @@ class BatchedLlamaEngine:
         self._waiting.append(admitted)
         self._start_waiting()
 
-    def abort(self, job: Any) -> None:
+    def abort(self, job: Job) -> None:
         """Stop the job now: its unfinished choices end "cancelled" and their slots are free."""
         admitted = self._jobs.get(id(job))
         if admitted is None:
@@ -211,7 +170,7 @@ class BatchedLlamaEngine:
         self._drop(admitted)
         self._start_waiting()
 
-    def step(self) -> list[Any]:
+    def step(self) -> list[Job]:
         """Decode one token of every generating sequence and a chunk of the prefilling ones;
         returns the jobs whose every choice has finished (or that failed)."""
         done, self._done = self._done, []
@@ -264,16 +223,20 @@ class BatchedLlamaEngine:
         return done
 
     def stats(self) -> EngineStats:
+        """Sequences running and the KV cells they hold; counters: `steps`, `prompt_tokens` (of the
+        choices served), `prompt_tokens_evaluated` (decoded here), `prompt_tokens_reused` (found in a
+        free sequence's cells), `prompt_tokens_shared` (copied from a sibling choice's prefill, n > 1),
+        `kv_cells_cached` (held by free sequences for prompt reuse)."""
         used = sum(len(s.tokens) for s in self._slots if s.decoding is not None)
         cached = sum(len(s.tokens) for s in self._slots if s.decoding is None)
         return EngineStats(
             active=sum(1 for s in self._slots if s.decoding is not None), slots=len(self._slots),
-            kv_cells_used=used, kv_cells_cached=cached, kv_cells_total=self.n_ctx * len(self._slots),
-            **self._counters,
+            kv_cells_used=used, kv_cells_total=self.n_ctx * len(self._slots),
+            counters={**self._counters, "kv_cells_cached": cached},
         )
 
     # --- inside a step ------------------------------------------------------------------------
-    def _sample_all(self, ready: list[Decoding], logits: np.ndarray, done: list[Any]) -> None:
+    def _sample_all(self, ready: list[Decoding], logits: np.ndarray, done: list[Job]) -> None:
         """Logprobs from the raw rows, then every constraint's mask (filled together), then sampling."""
         raw = {d.row: log_softmax(logits[d.row]) for d in ready if d.top_logprobs is not None}
         constrained = [d for d in ready if d.constraint is not None]
@@ -285,7 +248,7 @@ class BatchedLlamaEngine:
             if not d.done:  # its job failed earlier in this loop
                 self._sample(d, logits, raw.get(d.row) if d.top_logprobs is not None else None, done)
 
-    def _sample(self, d: Decoding, logits: np.ndarray, logprobs: np.ndarray | None, done: list[Any]) -> None:
+    def _sample(self, d: Decoding, logits: np.ndarray, logprobs: np.ndarray | None, done: list[Job]) -> None:
         admitted = self._jobs[id(d.job)]
         try:
             token = d.sample(self._lib, self._ctx, logits)
@@ -363,7 +326,7 @@ class BatchedLlamaEngine:
             self._lib.llama_sampler_free(d.chain)
             d.chain = None
 
-    def _fail(self, admitted: _Admitted | None, error: ServiceError, done: list[Any], clear: bool = False) -> None:
+    def _fail(self, admitted: _Admitted | None, error: ServiceError, done: list[Job], clear: bool = False) -> None:
         """End the job with `error`; its choices' slots are free (emptied when their cells are suspect)."""
         if admitted is None or id(admitted.job) not in self._jobs:
             return
@@ -383,26 +346,3 @@ class BatchedLlamaEngine:
         self._jobs.pop(id(admitted.job), None)
         if admitted in self._waiting:
             self._waiting.remove(admitted)
-
-
-def kv_cache_bytes(lib: Any, model: Any, opts: BatchedLlamaOptions) -> int:
-    """What the KV cache costs: n_ctx x parallel cells, each a K and a V row per layer (f16)."""
-    head_dim = lib.llama_model_n_embd(model) // max(lib.llama_model_n_head(model), 1)
-    per_cell = 2 * lib.llama_model_n_layer(model) * lib.llama_model_n_head_kv(model) * head_dim * 2
-    return per_cell * opts.n_ctx * opts.parallel
-
-
-def _context_params(lib: Any, opts: BatchedLlamaOptions) -> Any:
-    """n_ctx cells for each of `parallel` sequences, KV not unified, flash attention on."""
-    params = lib.llama_context_default_params()
-    params.n_ctx = opts.n_ctx * opts.parallel
-    params.n_seq_max = opts.parallel
-    params.n_batch = max(opts.n_batch, opts.parallel)
-    params.n_ubatch = min(params.n_batch, 512)
-    threads = opts.n_threads or max((os.cpu_count() or 2) // 2, 1)
-    params.n_threads = threads
-    params.n_threads_batch = opts.n_threads or (os.cpu_count() or 1)
-    params.flash_attn_type = lib.LLAMA_FLASH_ATTN_TYPE_ENABLED if opts.flash_attn else lib.LLAMA_FLASH_ATTN_TYPE_DISABLED
-    params.kv_unified = False
-    params.no_perf = True
-    return params

@@ -4,7 +4,7 @@ One `llama_context` with embeddings on and the model's own pooling (mean, CLS, l
 GGUF); a batch of texts goes through in as few `llama_decode` calls as the token budget allows,
 one sequence per text, and each text's pooled vector is L2-normalized (as sentence-transformers'
 `normalize_embeddings=True`). Served with the same dynamic batching as the other embedding
-backends (`prepare` one request, `run` a group of them).
+backends (`LlamaEmbeddingEngine`, a `ForwardPassEngine`: `prepare` one request, `run` a group of them).
 https://github.com/ggml-org/llama.cpp/blob/master/examples/embedding/embedding.cpp
 """
 
@@ -18,15 +18,26 @@ import numpy as np
 
 from llmservice.errors import ModelUnavailable
 
-from ..backends.embeddings import WRONG_BACKEND_KIND, _EmbeddingBackend
+from ..backends.embeddings import WRONG_BACKEND_KIND, BatchOptions, _EmbeddingBackend
 from ..gguf import gguf_problem
-from ..llamacpp_common import route_llama_logs
+from ..llamacpp_common import gguf_context, gguf_model_load
+from ..options import option, options_load
 from ..retrieval import Embedding
+from .forward_pass import ForwardPassEngine
 from .llamacpp_batch import TokenBatch
 
 logger = logging.getLogger(__name__)
 
 NOT_AN_EMBEDDING_MODEL = "the GGUF has no pooling (not an embedding model); it cannot serve an embedding tier"
+
+
+class LlamaEmbeddingOptions(BatchOptions):
+    """Load options of a llama.cpp embedding tier."""
+
+    n_ctx: int | None = option(None, ge=8, description="Most tokens per input (empty: the model's training context).")
+    n_batch: int = option(2048, ge=8, description="Most tokens in one llama_decode (several inputs share it).")
+    n_threads: int | None = option(None, setting="N_THREADS", ge=0, description="CPU threads (0: every core).")
+    n_gpu_layers: int = option(0, setting="N_GPU_LAYERS", ge=-1, description="Layers offloaded to a GPU (-1: all).")
 
 
 class LlamaTokenizer:
@@ -84,22 +95,13 @@ class LlamaEmbeddingBackend(_EmbeddingBackend):
         problems = cls.check(spec)
         if problems:
             raise ModelUnavailable(f"Model '{spec.name}' cannot be loaded: {'; '.join(problems)}.")
+        opts = options_load(LlamaEmbeddingOptions, spec)
         import llama_cpp
-        from llama_cpp._internals import LlamaModel
-        route_llama_logs()
-        llama_cpp.llama_backend_init()
-        params = llama_cpp.llama_model_default_params()
-        params.n_gpu_layers = _gpu_layers(spec.load.get("n_gpu_layers"))
-        try:
-            model = LlamaModel(path_model=spec.model_path, params=params, verbose=False)
-        except (ValueError, RuntimeError, OSError) as exc:
-            raise ModelUnavailable(f"Model '{spec.name}' failed to load: {exc}.") from exc
-        max_tokens = min(spec.load.get("n_ctx") or model.n_ctx_train(), model.n_ctx_train())
-        n_batch = max(spec.load.get("n_batch") or 2048, max_tokens)
-        ctx = llama_cpp.llama_init_from_model(model.model, _context_params(llama_cpp, n_batch, spec.load.get("n_threads")))
-        if not ctx:
-            model.close()
-            raise ModelUnavailable(f"Model '{spec.name}' failed to load: llama.cpp could not create its context.")
+
+        model = gguf_model_load(spec, opts.n_gpu_layers)
+        max_tokens = min(opts.n_ctx or model.n_ctx_train(), model.n_ctx_train())
+        n_batch = max(opts.n_batch, max_tokens)
+        ctx = gguf_context(spec, model, _context_params(llama_cpp, n_batch, opts.n_threads))
         if llama_cpp.llama_pooling_type(ctx) == llama_cpp.LLAMA_POOLING_TYPE_NONE:
             llama_cpp.llama_free(ctx)
             model.close()
@@ -153,10 +155,6 @@ class LlamaEmbeddingBackend(_EmbeddingBackend):
         self._model.close()
 
 
-def _gpu_layers(value: int | None) -> int:
-    return 0x7FFFFFFF if value is not None and value < 0 else (value or 0)
-
-
 def _context_params(lib: Any, n_batch: int, n_threads: int | None) -> Any:
     params = lib.llama_context_default_params()
     params.embeddings = True
@@ -166,3 +164,11 @@ def _context_params(lib: Any, n_batch: int, n_threads: int | None) -> Any:
     params.n_threads = params.n_threads_batch = n_threads or (os.cpu_count() or 1)
     params.no_perf = True
     return params
+
+
+class LlamaEmbeddingEngine(ForwardPassEngine):
+    """llama.cpp embedding tiers (GGUF embedding models), requests batched into forward passes."""
+
+    backend = LlamaEmbeddingBackend
+    kinds = frozenset({"embedding"})
+    options = LlamaEmbeddingOptions

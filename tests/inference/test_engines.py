@@ -56,9 +56,9 @@ def generation(prompt: str, max_tokens: int, n: int = 1) -> GenerationRequest:
 
 @pytest.fixture(scope="module")
 def llama(smollm2_path):
-    spec = ModelSpec(name="light", backend="llamacpp", kind="chat", model_path=smollm2_path,
+    spec = ModelSpec(name="light", backend="llamacpp_serial", kind="chat", model_path=smollm2_path,
                      load={"n_ctx": 256, "n_threads": 2}, defaults={})
-    engine_cls = engine_class("llamacpp", "chat")
+    engine_cls = engine_class("llamacpp_serial", "chat")
     assert issubclass(engine_cls, SerialEngine) and "chat" in engine_cls.kinds
     engine = engine_cls.load(spec)
     yield engine

@@ -43,8 +43,8 @@ def engine():
 
 
 def counters(engine):
-    s = engine.stats()
-    return {"evaluated": s.prompt_tokens_evaluated, "reused": s.prompt_tokens_reused, "shared": s.prompt_tokens_shared}
+    c = engine.stats().counters
+    return {"evaluated": c["prompt_tokens_evaluated"], "reused": c["prompt_tokens_reused"], "shared": c["prompt_tokens_shared"]}
 
 
 def test_eight_concurrent_requests_answer_as_each_alone(engine):
@@ -141,8 +141,8 @@ def test_prefix_reuse_hit_and_miss(engine):
     fresh = BatchedLlamaEngine.load(make_spec(smollm2_gguf(), parallel=2))
     try:
         miss = solo(fresh, turn2)
-        assert fresh.stats().prompt_tokens_reused == 0
-        assert fresh.stats().prompt_tokens_evaluated == miss.started.prompt_tokens
+        assert counters(fresh)["reused"] == 0
+        assert counters(fresh)["evaluated"] == miss.started.prompt_tokens
     finally:
         fresh.close()
     assert miss.text() == hit.text()

@@ -15,24 +15,13 @@ import pytest
 
 from inference.constraints import (
     AnyJsonObject, Choice, CompileLimits, ConstraintCompiler, ConstraintFailed, Grammar, JsonSchema, Regex, ToolCalls,
-    ToolSpec,
 )
 from inference.engines.llamacpp_batched import BatchedLlamaEngine
 from inference.params import ModelSpec
 from llmservice.errors import InternalError
 from tests.inference.engine_driver import RecordingJob, chat, completion, run, solo
+from tests.inference.test_llamacpp_constraints import PING, SEARCH, TREE
 
-TREE = {
-    "$defs": {
-        "Node": {
-            "type": "object",
-            "properties": {"label": {"type": "string", "maxLength": 12}, "children": {"type": "array", "items": {"$ref": "#/$defs/Node"}, "maxItems": 2}},
-            "required": ["label"],
-            "additionalProperties": False,
-        }
-    },
-    "$ref": "#/$defs/Node",
-}
 PERSON = {
     "type": "object",
     "properties": {"name": {"type": "string", "maxLength": 20}, "age": {"type": "integer", "minimum": 0, "maximum": 120}},
@@ -41,8 +30,6 @@ PERSON = {
 }
 PHONE = r"[0-9]{3}-[0-9]{4}"
 LARK = 'start: "The answer is " NUMBER "."\nNUMBER: /[1-9][0-9]?/'
-SEARCH = ToolSpec("search", "Search the web", {"type": "object", "properties": {"q": {"type": "string", "maxLength": 30}}, "required": ["q"]})
-PING = ToolSpec("ping", "Check that the network is up", {"type": "object", "properties": {}})
 
 
 @pytest.fixture(scope="module")

@@ -48,7 +48,8 @@ def test_spec_uses_global_load_settings_unless_the_tier_overrides(tiers):
     light.options = {"n_ctx": 512}
     spec = tier_spec(tier=light)
     assert spec.load["n_ctx"] == 512 and spec.load["n_threads"] == 3
-    assert spec.load == {"n_ctx": 512, "n_gpu_layers": 0, "n_threads": 3, "n_batch": 512, "chat_format": None}
+    assert spec.load == {"n_ctx": 512, "n_gpu_layers": 0, "n_threads": 3, "n_batch": 512, "chat_format": None,
+                         "parallel": 4, "prefill_chunk": 256, "prompt_reuse": True, "flash_attn": True}
 
 
 def test_the_load_key_changes_exactly_when_a_load_option_does(tiers, settings):
@@ -72,7 +73,7 @@ def test_options_of_an_unknown_backend_are_kept_as_stored(tiers):
     light.backend, light.options = "nope", {"n_ctx": 64}
     assert tier_spec(tier=light).load == {"n_ctx": 64}
     [problem] = tier_problems(tier=light)
-    assert problem.startswith("Unknown backend 'nope' (one of: llamacpp, sentence_transformers,")
+    assert problem.startswith("Unknown backend 'nope' (one of: llamacpp, llamacpp_serial, sentence_transformers,")
 
 
 def test_spec_defaults_hold_only_what_the_tier_sets(tiers):
@@ -99,4 +100,4 @@ def test_check_command_warns_about_unregistered_backends_and_kinds_they_do_not_s
     err = capsys.readouterr().err
     assert "registry.W002" in err
     assert "Tier 'remote': Unknown backend 'vllm'" in err
-    assert "Tier 'embedder': Backend 'llamacpp' does not serve rerank tiers (it serves: chat)." in err
+    assert "Tier 'embedder': Backend 'llamacpp' does not serve rerank tiers (it serves: chat, embedding)." in err

@@ -82,12 +82,14 @@ def test_sync_tiers_command_reports_and_fails_on_errors(monkeypatch):
 
 # --- load options from the environment ----------------------------------------------------------------
 def test_load_options_are_seeded_per_tier_and_checked_by_the_backends_model(settings):
-    env = {"LIGHT_MODEL_PATH": "/a.gguf", "LIGHT_N_CTX": "4096", "LIGHT_N_THREADS": "2", "LIGHT_CHAT_FORMAT": "chatml"}
+    env = {"LIGHT_MODEL_PATH": "/a.gguf", "LIGHT_N_CTX": "4096", "LIGHT_N_THREADS": "2", "LIGHT_CHAT_FORMAT": "chatml",
+           "LIGHT_PARALLEL": "8"}
     assert [r.action for r in tier_seed_from_env(environ=env)] == ["created"]
     light = Tier.objects.get(name="light")
-    assert light.options == {"n_ctx": 4096, "n_threads": 2, "chat_format": "chatml"}
+    assert light.options == {"n_ctx": 4096, "n_threads": 2, "chat_format": "chatml", "parallel": 8}
     settings.N_BATCH = 256  # a global setting fills what the tier leaves unset
-    assert tier_spec(tier=light).load == {"n_ctx": 4096, "n_gpu_layers": 0, "n_threads": 2, "n_batch": 256, "chat_format": "chatml"}
+    assert tier_spec(tier=light).load == {"n_ctx": 4096, "n_gpu_layers": 0, "n_threads": 2, "n_batch": 256, "chat_format": "chatml",
+                                          "parallel": 8, "prefill_chunk": 256, "prompt_reuse": True, "flash_attn": True}
 
 
 def test_an_embedding_tiers_options_come_from_its_own_backend(settings):
