@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent, help="where results go")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (server logs, databases)")
     parser.add_argument("--only", type=lambda v: {int(n) for n in v.split(",")}, default=None,
-                        help="run only these section numbers, e.g. --only 1,3,5 (8, continuous batching, runs in the full profile only)")
+                        help="run only these section numbers, e.g. --only 1,3,5 (8: full profile only)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request drowns the progress

@@ -155,7 +155,8 @@ class BatchedLlamaEngine:
         self._jobs[id(job)] = admitted
         self._counters["prompt_tokens"] += len(prompt.tokens) * request.n
         relaxed = tuple(str(r) for r in compiled.relaxed) if compiled else ()
-        job.emit(Started(len(prompt.tokens), prompt.echo, tool_format=self.tool_format.name, relaxed=relaxed))
+        job.emit(Started(len(prompt.tokens), prompt.echo, tool_format=self.tool_format.name, relaxed=relaxed,
+                         thinking=prompt.thinking))
         self._waiting.append(admitted)
         self._start_waiting()
 

@@ -9,6 +9,8 @@ from inference.params import ChatMessage, GenerationRequest, SamplingParams
 from inference.thinking import NO_SWITCH, thinking_state, thinking_switch, thinking_tags
 from llmservice.errors import UnsupportedParameter
 
+from .engine_driver import solo
+from .test_llamacpp_batched import engine  # noqa: F401 - the batched engine on SmolLM2 (module fixture)
 from .test_llamacpp_constraints import backend  # noqa: F401 - the loaded SmolLM2 (module fixture)
 from .tool_templates import DEEPSEEK_R1, QWEN, QWEN3
 
@@ -35,6 +37,36 @@ def started(backend, thinking=None):
     events = list(backend.generate(request, lambda: False))
     assert isinstance(events[0], Started)
     return events[0], events
+
+
+@pytest.fixture
+def batched_restore(engine):
+    prompts = engine._prompts
+    saved = prompts._formatter, prompts.thinking_tags, prompts.thinking_switch
+    yield
+    prompts._formatter, prompts.thinking_tags, prompts.thinking_switch = saved
+
+
+def batched_started(engine, thinking=None):
+    """The batched engine's Started for the same request (its PromptBuilder is the serial backend's code)."""
+    request = GenerationRequest(sampling=SamplingParams(temperature=0, max_tokens=2),
+                                messages=(ChatMessage(role="user", content="What is 2+2?"),), thinking=thinking)
+    job = solo(engine, request)
+    if job.failed is not None:
+        raise job.failed
+    return job.started
+
+
+def test_the_batched_engine_reports_thinking_as_the_serial_backend_does(engine, batched_restore):
+    with_template(engine, QWEN3)
+    on, off = batched_started(engine), batched_started(engine, thinking=False)
+    assert on.thinking == off.thinking == Thinking("<think>", "</think>", inside=False)
+    assert off.prompt_tokens > on.prompt_tokens
+    with_template(engine, DEEPSEEK_R1)
+    assert batched_started(engine).thinking == Thinking("<think>", "</think>", inside=True)
+    with pytest.raises(UnsupportedParameter) as refused:
+        batched_started(engine, thinking=False)
+    assert str(refused.value) == NO_SWITCH and refused.value.param == "reasoning_effort"
 
 
 @pytest.fixture
