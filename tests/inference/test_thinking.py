@@ -32,26 +32,31 @@ def with_template(backend, template):
 
 
 def started(backend, thinking=None):
-    request = GenerationRequest(sampling=SamplingParams(temperature=0, max_tokens=2),
-                                messages=(ChatMessage(role="user", content="What is 2+2?"),), thinking=thinking)
-    events = list(backend.generate(request, lambda: False))
+    events = list(backend.generate(question(thinking), lambda: False))
     assert isinstance(events[0], Started)
     return events[0], events
 
 
-@pytest.fixture
-def batched_restore(engine):
-    prompts = engine._prompts
+def keep_template(prompts):
+    """Put a PromptBuilder's template back after a test swapped it."""
     saved = prompts._formatter, prompts.thinking_tags, prompts.thinking_switch
     yield
     prompts._formatter, prompts.thinking_tags, prompts.thinking_switch = saved
 
 
+def question(thinking=None) -> GenerationRequest:
+    return GenerationRequest(sampling=SamplingParams(temperature=0, max_tokens=2),
+                             messages=(ChatMessage(role="user", content="What is 2+2?"),), thinking=thinking)
+
+
+@pytest.fixture
+def batched_restore(engine):
+    yield from keep_template(engine._prompts)
+
+
 def batched_started(engine, thinking=None):
     """The batched engine's Started for the same request (its PromptBuilder is the serial backend's code)."""
-    request = GenerationRequest(sampling=SamplingParams(temperature=0, max_tokens=2),
-                                messages=(ChatMessage(role="user", content="What is 2+2?"),), thinking=thinking)
-    job = solo(engine, request)
+    job = solo(engine, question(thinking))
     if job.failed is not None:
         raise job.failed
     return job.started
@@ -71,10 +76,7 @@ def test_the_batched_engine_reports_thinking_as_the_serial_backend_does(engine, 
 
 @pytest.fixture
 def restore(backend):
-    prompts = backend._prompts
-    saved = prompts._formatter, prompts.thinking_tags, prompts.thinking_switch
-    yield
-    prompts._formatter, prompts.thinking_tags, prompts.thinking_switch = saved
+    yield from keep_template(backend._prompts)
 
 
 def test_a_qwen3_template_reports_its_tags_and_turns_thinking_off(backend, restore):
