@@ -48,14 +48,19 @@ def skeleton(value, key: str = ""):
     return type(value).__name__
 
 
-def shape(events: list[dict | None]) -> list:
-    """A stream's chunk sequence as skeletons, runs of same-shaped chunks counted once (chunk
-    boundaries may differ: a live answer streams its text in many pieces, a replay in one)."""
-    shapes: list = []
+def shape(events: list[dict | None]) -> dict:
+    """A stream's chunk sequence as skeletons, per choice index, runs of same-shaped chunks counted
+    once. Chunk boundaries may differ (a live answer streams its text in many pieces, a replay in
+    one), and so may the interleaving of `n > 1` choices: a batched engine decodes them side by
+    side and one may finish first, while a replay renders them one after another. Within a
+    choice, and for the chunks that carry no choice (usage, `[DONE]`), the order must match."""
+    shapes: dict = {}
     for event in events:
+        key = "[DONE]" if event is None else tuple(c["index"] for c in event.get("choices") or [])
         item = "[DONE]" if event is None else skeleton(event)
-        if not shapes or shapes[-1] != item:
-            shapes.append(item)
+        sequence = shapes.setdefault(key, [])
+        if not sequence or sequence[-1] != item:
+            sequence.append(item)
     return shapes
 
 
