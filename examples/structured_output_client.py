@@ -22,10 +22,10 @@ from openai import AsyncOpenAI
 ENTITIES_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
-        "people": {"type": "array", "items": {"type": "string", "maxLength": 60}, "maxItems": 10},
-        "organizations": {"type": "array", "items": {"type": "string", "maxLength": 60}, "maxItems": 10},
-        "locations": {"type": "array", "items": {"type": "string", "maxLength": 60}, "maxItems": 10},
-        "dates": {"type": "array", "items": {"type": "string", "maxLength": 40}, "maxItems": 10},
+        "people": {"type": "array", "items": {"type": "string", "maxLength": 40}, "maxItems": 4},
+        "organizations": {"type": "array", "items": {"type": "string", "maxLength": 40}, "maxItems": 4},
+        "locations": {"type": "array", "items": {"type": "string", "maxLength": 40}, "maxItems": 4},
+        "dates": {"type": "array", "items": {"type": "string", "maxLength": 40}, "maxItems": 4},
     },
     "required": ["people", "organizations", "locations", "dates"],
     "additionalProperties": False,

@@ -37,7 +37,7 @@ def test_warm_status_unload_round_trip(server):
     assert "[1/1] warming light ... ready, loaded in" in warm.stdout
     row = status_rows(server)["light"]
     assert row[2] == "yes" and row[4] == "MiB"  # memory: the mapped GGUF, ~98 MB
-    assert row[-4:-1] == ["0/1", "0", "-"]  # running of its slots (the serial engine: 1), queued, KV cache use
+    assert row[-4:-1] == ["0/4", "0", "0%"]  # running of its slots (the batched engine's parallel 4), queued, KV cache use
     assert re.fullmatch(r"[1-5]m\d\ds", row[-1])  # unloads in: KEEP_ALIVE's default 5m, counting from the load
     assert httpx.get(server.base_url + "/v1/models/light", timeout=120).json()["loaded"] is True
 

@@ -22,7 +22,8 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     server = LiveServer(
-        tmp_path_factory.mktemp("status"), env={"DJANGO_SUPERUSER_PASSWORD": "pw", "STATUS_INTERVAL_SECONDS": "0.3"}
+        tmp_path_factory.mktemp("status"), env={"DJANGO_SUPERUSER_PASSWORD": "pw", "STATUS_INTERVAL_SECONDS": "0.3",
+                                          "LIGHT_PARALLEL": "1"},  # one slot, so a second request queues
     )
     server.start()
     server.manage("createsuperuser", "--noinput", "--username", "admin", "--email", "admin@example.com")
@@ -122,8 +123,8 @@ def test_the_page_shows_queue_depth_tokens_per_second_and_the_hit_rate(server, p
         wait_until(lambda: server.tier_status("light")["in_flight"] == 1, "the long request to run")
         expect(row.locator('[data-field="in_flight"]')).to_have_text("1")
         expect(row.locator('[data-field="queued"]')).to_have_text("0")  # running, not queued
-        expect(row.locator('[data-field="running"]')).to_have_text("1 of 1")  # the serial engine's one slot
-        expect(row.locator('[data-field="kv_cache_usage"]')).to_have_text("–")  # the serial engine reports none
+        expect(row.locator('[data-field="running"]')).to_have_text("1 of 1")  # the tier's one slot (parallel 1)
+        expect(row.locator('[data-field="kv_cache_usage"]')).to_have_text(re.compile(r"^\d+%$"))  # the running request's cells
         queued = pool.submit(short_request)
         expect(row.locator('[data-field="in_flight"]')).to_have_text("2")
         expect(row.locator('[data-field="queued"]')).to_have_text("1")  # one waiting behind the running one
