@@ -12,26 +12,11 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.core.asgi import get_asgi_application  # noqa: E402
-from django.core.handlers.asgi import ASGIHandler  # noqa: E402
 from django.urls import path  # noqa: E402
 
 django_application = get_asgi_application()
 
-
-class APIHandler(ASGIHandler):
-    """Django's ASGI handler with settings.API_MIDDLEWARE instead of settings.MIDDLEWARE.
-
-    Django builds the chain from settings.MIDDLEWARE only, so it is swapped for the build;
-    this runs once, at import, before any request."""
-
-    def load_middleware(self, is_async=False):
-        full = settings.MIDDLEWARE
-        settings.MIDDLEWARE = settings.API_MIDDLEWARE
-        try:
-            super().load_middleware(is_async)
-        finally:
-            settings.MIDDLEWARE = full
-
+from openai_api.handler import APIHandler  # noqa: E402  (Django's handler, lean: only API_MIDDLEWARE, no thread hops)
 
 api_application = APIHandler()
 

@@ -207,6 +207,11 @@ MAX_LOADED_MODELS = env.int("MAX_LOADED_MODELS", default=0)  # models loaded at 
 # --- Responses API (openai_api/serving/responses.py) ----------------------------------------------
 RESPONSES_RETENTION_DAYS = env.float("RESPONSES_RETENTION_DAYS", default=30.0)  # days a stored response is kept
 
+# --- Request path (issue 14: registry/tier_snapshot.py) ---------------------------------------------
+# Seconds the tier table, once read, answers requests before it is read again (a tier saved in this
+# process applies at once; one edited by another process within this time). 0: read it per request.
+TIER_SNAPSHOT_SECONDS = env.float("TIER_SNAPSHOT_SECONDS", default=2.0)
+
 from llmservice.logs import logging_config  # noqa: E402
 
 LOGGING = logging_config(

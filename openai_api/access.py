@@ -24,7 +24,9 @@ from ninja.security import HttpBearer
 
 from llmservice.errors import PermissionDenied, RateLimited, Unauthorized
 from registry.models import Tier
-from registry.selectors import ApiKeyInfo, api_key_find, tier_aget
+from inference.params import ModelSpec
+from registry.selectors import ApiKeyInfo, api_key_find
+from registry.tier_snapshot import tier_lookup
 
 from .ratelimit import get_rate_limiter
 from .request_record import note_api_key
@@ -127,22 +129,22 @@ def caller_allows(request: HttpRequest, tier: str) -> bool:
     return not isinstance(meter, Meter) or meter.key.allows(tier)
 
 
-async def visible_tier(request: HttpRequest, *, model: str) -> Tier:
-    """The tier `model` names (404 if none), if the caller's key may use it (403 otherwise)."""
-    tier = await tier_aget(model=model)
+async def visible_tier(request: HttpRequest, *, model: str) -> tuple[Tier, ModelSpec]:
+    """The tier `model` names (404 if none) and its spec, if the caller's key may use it (403 otherwise)."""
+    tier, spec = await tier_lookup(model=model)
     if not caller_allows(request, tier.name):
         raise PermissionDenied(NOT_IN_SCOPE.format(name=request.auth.key.name, model=model), param="model")
-    return tier
+    return tier, spec
 
 
-async def authorized_tier(request: HttpRequest, *, model: str) -> Tier:
+async def authorized_tier(request: HttpRequest, *, model: str) -> tuple[Tier, ModelSpec]:
     """`visible_tier` for a request that will use the tier: counted in the key's usage of it."""
-    tier = await visible_tier(request, model=model)
+    tier, spec = await visible_tier(request, model=model)
     meter = getattr(request, "auth", None)
     if isinstance(meter, Meter):
         meter.tier = tier.name
         usage_buffer.add(meter.key.id, tier.name, requests=1)
-    return tier
+    return tier, spec
 
 
 async def meter_tokens(*, prompt: int = 0, completion: int = 0) -> None:

@@ -267,10 +267,9 @@ def _mark(response: HttpResponse, outcome: str) -> HttpResponse:
 async def cached_call(request: HttpRequest, body: Any, *, endpoint: ServedEndpoint) -> HttpResponse:
     """Answer `body` from the cache when allowed, else run the endpoint live (storing its result).
 
-    The tier is read once here and handed on, so a request costs one registry query."""
-    tier = await authorized_tier(request, model=body.model)
+    The tier is resolved once here (registry/tier_snapshot.py: no query) and handed on."""
+    tier, spec = await authorized_tier(request, model=body.model)
     note_tier(tier.name)
-    spec = selectors.tier_spec(tier=tier)
     decision = cache_decision(
         body=body, tier=tier, defaults=dict(spec.defaults), cache_control=request.headers.get("Cache-Control", "")
     )
@@ -340,7 +339,7 @@ def _stored_result(entry: Entry | None) -> GenerationResult | None:
 
 def _release_on_close(response: HttpResponse, release: Callable[[], None]) -> None:
     """Free the followers even if the stream is never iterated (a client gone before the first
-    byte): Django always closes the response, from a worker thread."""
+    byte): the handler always closes the response (from the loop or a worker thread)."""
     loop = asyncio.get_running_loop()
     close = response.close
 

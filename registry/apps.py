@@ -7,3 +7,4 @@ class RegistryConfig(AppConfig):
 
     def ready(self) -> None:
         from . import checks  # noqa: F401  (registers the system checks)
+        from . import tier_snapshot  # noqa: F401  (drops the tier snapshot when a tier changes)

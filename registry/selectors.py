@@ -82,12 +82,12 @@ def tier_match(*, tiers: list[Tier], model: str) -> Tier | None:
 
 def tier_get(*, model: str) -> Tier:
     tier = tier_match(tiers=list(Tier.objects.all()), model=model)
-    return _enabled_or_raise(tier, model)
+    return enabled_or_raise(tier, model)
 
 
 async def tier_aget(*, model: str) -> Tier:
     tier = tier_match(tiers=[t async for t in Tier.objects.all()], model=model)
-    return _enabled_or_raise(tier, model)
+    return enabled_or_raise(tier, model)
 
 
 async def tier_spec_aget(*, model: str) -> ModelSpec:
@@ -95,7 +95,7 @@ async def tier_spec_aget(*, model: str) -> ModelSpec:
     return tier_spec(tier=await tier_aget(model=model))
 
 
-def _enabled_or_raise(tier: Tier | None, model: str) -> Tier:
+def enabled_or_raise(tier: Tier | None, model: str) -> Tier:
     if tier is None:
         raise ModelNotFound(MODEL_NOT_FOUND.format(model=model), param="model")
     if not tier.enabled:

@@ -24,6 +24,17 @@ def _empty_response_cache():
     yield
 
 
+@pytest.fixture(autouse=True)
+def _fresh_tier_snapshot():
+    """Tiers a test created are rolled back without a delete signal: no test sees another's
+    tiers through the process's snapshot (registry/tier_snapshot.py)."""
+    from registry.tier_snapshot import tier_snapshot_clear
+
+    tier_snapshot_clear()
+    yield
+    tier_snapshot_clear()
+
+
 @pytest.fixture
 def manager():
     """The process's model manager, emptied after the test."""

@@ -1,8 +1,6 @@
 from django.http import HttpRequest
 from ninja import Router
 
-from registry.selectors import tier_spec
-
 from ..access import authorized_tier
 from ..schemas.objects import EmbeddingList
 from ..schemas.errors import GENERATION_ERRORS, error_responses
@@ -15,5 +13,5 @@ router = Router(tags=["embeddings"])
 @router.post("/embeddings", response={200: EmbeddingList, **error_responses(*GENERATION_ERRORS)}, summary="Create embeddings (dense; BGE-M3 tiers add sparse and ColBERT on request)")
 async def embeddings(request: HttpRequest, body: EmbeddingRequest):
     """https://platform.openai.com/docs/api-reference/embeddings/create"""
-    tier = await authorized_tier(request, model=body.model)
-    return await create_embeddings(body, spec=tier_spec(tier=tier))
+    _, spec = await authorized_tier(request, model=body.model)
+    return await create_embeddings(body, spec=spec)

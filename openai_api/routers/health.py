@@ -14,7 +14,7 @@ from inference.manager import get_manager
 from inference.status import TierStatus
 from llmservice.errors import ServerShuttingDown, ServiceError, Unauthorized
 from llmservice.lifecycle import lifecycle
-from registry.selectors import tier_alist
+from registry.tier_snapshot import tiers_snapshot
 
 from ..errors import error_response
 
@@ -43,7 +43,7 @@ def _tier_health(status: TierStatus | None) -> dict:
 async def health(request: HttpRequest) -> JsonResponse:
     """Liveness, which tiers are loaded, and the auto-shutdown countdown. Never loads a model."""
     status = get_manager().status()
-    tiers = {t.name: _tier_health(status.get(t.name)) for t in await tier_alist()}
+    tiers = {t.name: _tier_health(status.get(t.name)) for t in await tiers_snapshot()}
     server = lifecycle.snapshot()
     return JsonResponse(
         {

@@ -3,8 +3,6 @@ from django.urls import resolve
 from django.views.decorators.csrf import csrf_exempt
 from ninja import Router
 
-from registry.selectors import tier_spec
-
 from ..access import authorized_tier
 from ..schemas.objects import RerankResponse
 from ..schemas.errors import GENERATION_ERRORS, error_responses
@@ -17,8 +15,8 @@ router = Router(tags=["rerank"])
 @router.post("/rerank", response={200: RerankResponse, **error_responses(*GENERATION_ERRORS)}, summary="Rerank documents against a query (Cohere-compatible; also at /rerank)")
 async def rerank(request: HttpRequest, body: RerankRequest):
     """https://docs.cohere.com/reference/rerank"""
-    tier = await authorized_tier(request, model=body.model)
-    return await create_rerank(body, spec=tier_spec(tier=tier))
+    _, spec = await authorized_tier(request, model=body.model)
+    return await create_rerank(body, spec=spec)
 
 
 @csrf_exempt

@@ -23,7 +23,7 @@ from django.http import HttpRequest, HttpResponse
 from inference.constraints import ArgumentsPiece, CallStart, TextPiece, ToolCalls, tool_format
 from inference.events import Delta, Finished
 from llmservice.errors import ResponseNotFound, ServiceError
-from registry.selectors import stored_response_get, tier_spec
+from registry.selectors import stored_response_get
 from registry.services import stored_response_create, stored_response_delete
 
 from ..access import Meter, authorized_tier
@@ -74,8 +74,7 @@ async def history_of(previous_id: str | None, owner: int | None) -> list[InputIt
 
 
 async def response_create(request: HttpRequest, body: ResponseCreateRequest) -> HttpResponse:
-    tier = await authorized_tier(request, model=body.model)
-    spec = tier_spec(tier=tier)
+    tier, spec = await authorized_tier(request, model=body.model)
     require_kind(spec, "chat", "responses")
     owner = owner_of(request)
     history = await history_of(body.previous_response_id, owner)

@@ -143,7 +143,8 @@ async def test_deadline_with_nothing_produced_is_a_504(post, slow_tier, settings
 
 # --- queue limits -------------------------------------------------------------------------------
 async def test_a_full_queue_is_a_429_with_retry_after(post, slow_tier):
-    await sync_to_async(Tier.objects.filter(name="slowpoke").update)(max_waiting=0)
+    slow_tier.max_waiting = 0
+    await slow_tier.asave()  # as the admin saves it (the tier snapshot follows saves)
     blocker = asyncio.create_task(post(COMPLETIONS, {"model": "slowpoke", "prompt": "x", "max_tokens": 40}))
     await _wait_running("slowpoke")
     r = await post(COMPLETIONS, {"model": "slowpoke", "prompt": "y", "max_tokens": 1})
@@ -154,7 +155,8 @@ async def test_a_full_queue_is_a_429_with_retry_after(post, slow_tier):
 
 async def test_waiting_too_long_is_a_429(post, slow_tier):
     await post(COMPLETIONS, {"model": "slowpoke", "prompt": "warm", "max_tokens": 1})
-    await sync_to_async(Tier.objects.filter(name="slowpoke").update)(max_queue_wait_seconds=0.05)
+    slow_tier.max_queue_wait_seconds = 0.05
+    await slow_tier.asave()
     blocker = asyncio.create_task(post(COMPLETIONS, {"model": "slowpoke", "prompt": "x", "max_tokens": 40}))
     await _wait_running("slowpoke")
     r = await post(CHAT, {"model": "slowpoke", "messages": [{"role": "user", "content": "y"}], "stream": True})
