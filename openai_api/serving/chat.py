@@ -30,7 +30,7 @@ from ..schemas.objects import (
     TopLogprob,
 )
 from .choices import ArgumentsOut, CallOpened, ChoiceClosed, ChoiceOpened, ChoiceRun, Output, ReasoningOut, TextOut
-from .common import Keep, ServedEndpoint, new_id, now, require_kind, usage
+from .common import Keep, ServedEndpoint, TextEvents, new_id, now, require_kind, usage
 from .respond import respond_live, respond_stored
 from .results import GenerationResult
 
@@ -64,6 +64,7 @@ class ChatRenderer:
         self.logprobs = bool(body.logprobs)
         self.include_usage = bool(body.stream_options and body.stream_options.include_usage)
         self.forced_calls = forced_calls  # OpenAI opens a forced tool call's message with content null
+        self.text_events = TextEvents(lambda index, text: self._chunk(index, ChatDelta(content=text)))
 
     def _chunk(self, index: int, delta: ChatDelta, finish_reason: str | None = None,
                logprobs: ChatLogprobs | None = None) -> ChatCompletionChunk:
@@ -76,8 +77,10 @@ class ChatRenderer:
             chunk.usage = None
         return chunk
 
-    def chunk(self, out: Output) -> ChatCompletionChunk | None:
+    def chunk(self, out: Output) -> ChatCompletionChunk | bytes | None:
         if isinstance(out, TextOut):
+            if not (self.logprobs and out.logprobs):
+                return self.text_events.event(out.index, out.text)  # the per-token case, pre-serialised
             logprobs = chat_logprobs(out.logprobs) if self.logprobs and out.logprobs else None
             return self._chunk(out.index, ChatDelta(content=out.text), logprobs=logprobs)
         if isinstance(out, ReasoningOut):

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, AsyncIterator, Awaitable, Callable, Iterable, 
 from django.conf import settings
 from django.http import HttpResponse, StreamingHttpResponse
 from pydantic import BaseModel
+from pydantic_core import to_json as to_json_value
 
 from inference.admission import DEADLINE_PASSED, request_deadline
 from inference.events import Event, Finished, Started
@@ -56,6 +57,30 @@ def sse(payload: dict) -> bytes:
 
 def sse_bytes(obj: BaseModel) -> bytes:
     return b"data: " + to_json(obj) + b"\n\n"
+
+
+class TextEvents:
+    """A stream's text-delta events as bytes, serialised once around the text.
+
+    Per token, building the chunk's models and serialising them cost more than everything else
+    our code does (about 13 us of 14). `sample(index, text)` is the renderer's own chunk with
+    `text`; its bytes, cut at the text, are the template, so an event is byte-for-byte what
+    the model gives."""
+
+    MARK = "@@text@@"  # never in an id, model name or fingerprint
+
+    def __init__(self, sample: Callable[[int, str], BaseModel]):
+        self._sample = sample
+        self._parts: dict[int, tuple[bytes, bytes]] = {}  # choice index -> (before, after)
+
+    def event(self, index: int, text: str) -> bytes:
+        parts = self._parts.get(index)
+        if parts is None:
+            before, mark, after = sse_bytes(self._sample(index, self.MARK)).partition(to_json_value(self.MARK))
+            if not mark or self.MARK.encode() in after:  # pragma: no cover - a renderer bug
+                raise RuntimeError("the sample chunk does not hold the text once")
+            parts = self._parts[index] = (before, after)
+        return parts[0] + to_json_value(text) + parts[1]
 
 
 def json_response(obj: BaseModel | dict, status: int = 200) -> HttpResponse:
@@ -166,7 +191,7 @@ class Renderer(Protocol):
     """One endpoint's shape of a run's outputs: chunks as they come, the closing chunks, the
     whole object. Live streaming, non-streaming and cache replay all go through it."""
 
-    def chunk(self, out: "Output") -> BaseModel | None: ...
+    def chunk(self, out: "Output") -> BaseModel | bytes | None: ...  # bytes: an SSE event (TextEvents)
 
     def closing(self, result: "GenerationResult") -> list[BaseModel]: ...
 
@@ -182,7 +207,7 @@ async def sse_stream(
         async for out in outputs:
             chunk = renderer.chunk(out)
             if chunk is not None:
-                yield sse_bytes(chunk)
+                yield chunk if isinstance(chunk, bytes) else sse_bytes(chunk)
         for chunk in renderer.closing(result):
             yield sse_bytes(chunk)
     except ServiceError as exc:

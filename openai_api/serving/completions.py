@@ -15,7 +15,7 @@ from registry.selectors import tier_spec_aget
 from ..schemas.completions import CompletionRequest
 from ..schemas.objects import Completion, CompletionChoice, CompletionLogprobs
 from .choices import ChoiceClosed, ChoiceRun, Output, TextOut
-from .common import Keep, ServedEndpoint, new_id, now, require_kind, usage
+from .common import Keep, ServedEndpoint, TextEvents, new_id, now, require_kind, usage
 from .respond import respond_live, respond_stored
 from .results import GenerationResult
 
@@ -46,6 +46,8 @@ class CompletionRenderer:
         self.logprobs = body.logprobs is not None
         self.include_usage = bool(body.stream_options and body.stream_options.include_usage)
         self._offsets: dict[int, int] = {}  # per choice: text sent so far (logprobs' text_offset)
+        self.text_events = TextEvents(
+            lambda index, text: self._object([CompletionChoice(index=index, text=text, logprobs=None, finish_reason=None)]))
 
     def _object(self, choices: list[CompletionChoice]) -> Completion:
         obj = Completion(id=self.ident, object="text_completion", created=self.created, model=self.model,
@@ -54,11 +56,13 @@ class CompletionRenderer:
             obj.usage = None
         return obj
 
-    def chunk(self, out: Output) -> Completion | None:
+    def chunk(self, out: Output) -> Completion | bytes | None:
         if isinstance(out, TextOut):
             offset = self._offsets.get(out.index, 0)
             self._offsets[out.index] = offset + len(out.text)
-            logprobs = completion_logprobs(out.logprobs or [], offset) if self.logprobs else None
+            if not self.logprobs:
+                return self.text_events.event(out.index, out.text)  # the per-token case, pre-serialised
+            logprobs = completion_logprobs(out.logprobs or [], offset)
             return self._object([CompletionChoice(index=out.index, text=out.text, logprobs=logprobs, finish_reason=None)])
         if isinstance(out, ChoiceClosed):
             return self._object([CompletionChoice(index=out.index, text="", logprobs=None, finish_reason=out.finish_reason)])
