@@ -270,12 +270,19 @@ async def cached_call(request: HttpRequest, body: Any, *, endpoint: ServedEndpoi
     The tier is resolved once here (registry/tier_snapshot.py: no query) and handed on."""
     tier, spec = await authorized_tier(request, model=body.model)
     note_tier(tier.name)
+    return await cached_run(request, body, tier=tier, spec=spec, endpoint=endpoint)
+
+
+async def cached_run(request: HttpRequest, body: Any, *, tier: Any, spec: Any, endpoint: ServedEndpoint,
+                     keyed: dict | None = None) -> HttpResponse:
+    """`cached_call` once the tier is known. `keyed`: the request as the key sees it, when the body
+    alone does not say (the Responses API keys the resolved conversation); else the normalized body."""
     decision = cache_decision(
         body=body, tier=tier, defaults=dict(spec.defaults), cache_control=request.headers.get("Cache-Control", "")
     )
     if not decision.read and not decision.write:
         return _mark(await endpoint.run(body, spec=spec), MISS)
-    normalized = normalized_request(body, tier.name)
+    normalized = keyed if keyed is not None else normalized_request(body, tier.name)
     key = request_key(endpoint=endpoint.name, config_key=spec.config_key, request=normalized)
 
     leader: asyncio.Future | None = None
@@ -295,7 +302,7 @@ async def cached_call(request: HttpRequest, body: Any, *, endpoint: ServedEndpoi
         if result is not None:
             response_cache.count(tier.name, HIT)
             note_tokens(prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens)
-            return _mark(endpoint.replay(body, spec=spec, result=result), HIT)
+            return _mark(await endpoint.replay(body, spec=spec, result=result), HIT)
         response_cache.count(tier.name, MISS)
         if key not in response_cache.inflight:
             leader = asyncio.get_running_loop().create_future()

@@ -44,7 +44,7 @@ async def chat_completion(body: ChatCompletionRequest, *, spec: ModelSpec | None
     return await respond_live(run, renderer, stream=bool(body.stream), keep=keep)
 
 
-def chat_replay(body: ChatCompletionRequest, *, spec: ModelSpec, result: GenerationResult) -> HttpResponse:
+async def chat_replay(body: ChatCompletionRequest, *, spec: ModelSpec, result: GenerationResult) -> HttpResponse:
     """A stored result answered through the same renderer as a live one."""
     request = body.to_generation(spec)  # the same checks as a live request
     calls = request.constraint if isinstance(request.constraint, ToolCalls) else None

@@ -231,4 +231,4 @@ class ServedEndpoint:
 
     name: str
     run: Callable[..., Awaitable[HttpResponse]]  # (body, *, spec, keep) -> response
-    replay: Callable[..., HttpResponse]  # (body, *, spec, result) -> response
+    replay: Callable[..., Awaitable[HttpResponse]]  # (body, *, spec, result) -> response

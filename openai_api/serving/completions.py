@@ -28,7 +28,7 @@ async def completion(body: CompletionRequest, *, spec: ModelSpec | None = None, 
     return await respond_live(run, CompletionRenderer(spec, body), stream=bool(body.stream), keep=keep)
 
 
-def completion_replay(body: CompletionRequest, *, spec: ModelSpec, result: GenerationResult) -> HttpResponse:
+async def completion_replay(body: CompletionRequest, *, spec: ModelSpec, result: GenerationResult) -> HttpResponse:
     """A stored result answered through the same renderer as a live one."""
     body.to_generations(spec)  # the same checks as a live request
     return respond_stored(result, CompletionRenderer(spec, body), stream=bool(body.stream))

@@ -1,9 +1,9 @@
 """The one renderer of Responses API answers: the response object and its semantic stream events,
 the same for a live stream, a whole answer and a cache replay.
 
-A `ResponseResult` is the neutral answer (what the cache keeps). `ResponseWriter` turns pieces of
-an answer (reasoning, text, a call's start, a call's arguments) into output items and events;
-fed a whole `ResponseResult` it yields the same events a live stream does, in bigger pieces.
+`ResponseWriter` turns a run's outputs (serving/choices.py: reasoning, text, a call's start, a
+call's arguments) into output items and events; fed a whole `GenerationResult` (a non-streamed
+answer, a cache hit) it yields the same events a live stream does, in bigger pieces.
 
 https://platform.openai.com/docs/api-reference/responses/object
 https://platform.openai.com/docs/api-reference/responses-streaming
@@ -13,37 +13,19 @@ from __future__ import annotations
 
 import json
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from typing import Any, Iterator
 
 from inference.params import SamplingParams
 from llmservice.errors import ServiceError
 
 from ..schemas.responses import FormatJsonObject, FormatJsonSchema, FunctionChoice, FunctionToolParam, ResponseCreateRequest
+from .choices import ArgumentsOut, CallOpened, Output, ReasoningOut, TextOut, replay_outputs
+from .results import GenerationResult
 
 
 def new_item_id(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex}"
-
-
-@dataclass
-class ResponseResult:
-    """What the model answered, however it is shown. `finish_reason`: "stop" or "length"."""
-
-    text: str | None
-    calls: list[tuple[str, str]] = field(default_factory=list)  # (name, arguments)
-    reasoning: str | None = None
-    finish_reason: str = "stop"
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    relaxed: list[str] = field(default_factory=list)  # schema keywords not enforced (X-Schema-Relaxed)
-
-    def to_json(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, data: dict) -> "ResponseResult":
-        return cls(**{**data, "calls": [tuple(c) for c in data.get("calls", [])]})
 
 
 @dataclass(frozen=True)
@@ -129,7 +111,7 @@ class ResponseWriter:
         self.final: dict | None = None
 
     # --- the response object ---
-    def response(self, status: str, result: ResponseResult | None = None) -> dict:
+    def response(self, status: str, result: GenerationResult | None = None) -> dict:
         incomplete = {"reason": "max_output_tokens"} if status == "incomplete" else None
         return {
             "id": self.ident,
@@ -154,6 +136,18 @@ class ResponseWriter:
         return [self._event("response.created", response=shell), self._event("response.in_progress", response=shell)]
 
     # --- pieces of the answer ---
+    def output(self, out: Output) -> list[dict]:
+        """The events one output of the run makes (a response has one choice)."""
+        if isinstance(out, TextOut):
+            return self.text_delta(out.text)
+        if isinstance(out, ReasoningOut):
+            return self.reasoning_delta(out.text)
+        if isinstance(out, CallOpened):
+            return self.call_start(out.name, out.id)
+        if isinstance(out, ArgumentsOut):
+            return self.call_arguments(out.text)
+        return []  # a choice's opening and closing: the items say it
+
     def reasoning_delta(self, delta: str) -> list[dict]:
         events = self._ensure("reasoning")
         self.reasoning.append(delta)
@@ -168,11 +162,11 @@ class ResponseWriter:
             events.append(self._event("response.output_text.delta", **self._where(), content_index=0, delta=delta, logprobs=[]))
         return events
 
-    def call_start(self, name: str) -> list[dict]:
+    def call_start(self, name: str, call_id: str) -> list[dict]:
         events = self._close()
         self.calls.append([name, ""])
         item = {"id": new_item_id("fc"), "type": "function_call", "status": "in_progress", "arguments": "",
-                "call_id": f"call_{uuid.uuid4().hex[:24]}", "name": name}
+                "call_id": call_id, "name": name}
         return events + self._add(item)
 
     def call_arguments(self, delta: str) -> list[dict]:
@@ -181,35 +175,24 @@ class ResponseWriter:
         self.calls[-1][1] += delta
         return [self._event("response.function_call_arguments.delta", **self._where(), delta=delta)]
 
-    def finish(self, finish_reason: str, prompt_tokens: int, completion_tokens: int) -> tuple[list[dict], ResponseResult, dict]:
-        """Close the answer: its last events, its neutral result and the final response object."""
+    def finish(self, result: GenerationResult) -> list[dict]:
+        """Close the answer (its one choice): its last events; `final` is then the response object."""
         events = [] if self.items else self._ensure("message")  # an empty answer is an empty message
+        finish_reason = result.choices[0].finish_reason if result.choices else "length"
         self._status = "incomplete" if finish_reason == "length" else "completed"
         events += self._close()
-        result = ResponseResult(
-            text="".join(self.text) if self.text else None,
-            calls=[(name, arguments) for name, arguments in self.calls],
-            reasoning="".join(self.reasoning) if self.reasoning else None,
-            finish_reason=finish_reason, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
-        )
         self.final = self.response(self._status, result)
         events.append(self._event(f"response.{self._status}", response=self.final))
-        return events, result, self.final
+        return events
 
-    def replay(self, result: ResponseResult) -> Iterator[dict]:
+    def replay(self, result: GenerationResult) -> Iterator[dict]:
         """Every event of a whole answer, as a live stream of it sends them."""
         yield from self.start()
-        if result.reasoning is not None:
-            yield from self.reasoning_delta(result.reasoning)
-        if result.text is not None and (result.text or not result.calls):
-            yield from self.text_delta(result.text)
-        for name, arguments in result.calls:
-            yield from self.call_start(name)
-            yield from self.call_arguments(arguments)
-        events, _, _ = self.finish(result.finish_reason, result.prompt_tokens, result.completion_tokens)
-        yield from events
+        for out in replay_outputs(result):
+            yield from self.output(out)
+        yield from self.finish(result)
 
-    def whole(self, result: ResponseResult) -> dict:
+    def whole(self, result: GenerationResult) -> dict:
         """The response object of a whole answer (the same items the stream would build)."""
         for _ in self.replay(result):
             pass

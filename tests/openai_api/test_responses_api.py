@@ -1,6 +1,7 @@
 """/v1/responses through the HTTP layer on the fake backend (tests/fakes.py, not a model): stored
 responses (GET, DELETE, previous_response_id, retention, per-key visibility) and bad input."""
 
+import asyncio
 import json
 from datetime import timedelta
 
@@ -11,7 +12,9 @@ from openai.types.responses import Response
 
 from registry.models import StoredResponse, Tier
 from registry.services import api_key_create
+from tests.helpers import async_wait_until
 from tests.openai_api.conftest import assert_error
+from tests.sse import sse_events
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -159,3 +162,48 @@ def test_access_log_label():
     from openai_api.access_log import endpoint_of
 
     assert endpoint_of("/v1/responses") == endpoint_of("/v1/responses/resp_1") == "responses"
+
+
+# --- the shared choice path: single flight, reasoning, keep_alive -------------------------------
+async def test_identical_responses_arriving_together_generate_once(post, manager, settings):
+    from openai_api.cache import response_cache
+
+    settings.ENABLE_CACHE = True
+    await Tier.objects.acreate(name="fake", backend="fake", model_path="slow")
+    await create(post, {"model": "fake", "input": "warm", "max_output_tokens": 1})
+    before = manager.status()["fake"].requests
+    ask = {"model": "fake", "input": "same question", "temperature": 0, "max_output_tokens": 6}
+    results = await asyncio.gather(*[post(URL, ask) for _ in range(3)])
+    assert sorted(r["X-Cache"] for r in results) == ["HIT", "HIT", "MISS"]
+    assert manager.status()["fake"].requests - before == 1 and response_cache.inflight == {}
+    outputs = [json.loads(r.content) for r in results]
+    assert len({o["id"] for o in outputs}) == 3 and len({o["output"][0]["content"][0]["text"] for o in outputs}) == 1
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_thinking_comes_back_as_a_reasoning_item_live_and_replayed(post, manager, settings, stream):
+    settings.ENABLE_CACHE = True
+    await Tier.objects.acreate(name="thinker", backend="fake", model_path="thinker")
+    ask = {"model": "thinker", "input": "2+2?", "temperature": 0, "stream": stream}
+    answers = []
+    for expected in ("MISS", "HIT"):
+        r = await post(URL, ask)
+        assert r["X-Cache"] == expected
+        if stream:
+            events = [e for e in sse_events(b"".join([c async for c in r.streaming_content])) if e]
+            assert events[0]["type"] == "response.created" and events[-1]["type"] == "response.completed"
+            answers.append(Response.model_validate(events[-1]["response"]))
+        else:
+            answers.append(Response.model_validate_json(r.content))
+    live, hit = answers
+    for response in answers:
+        assert [item.type for item in response.output] == ["reasoning", "message"]
+        assert response.output[0].content[0].text == "Let me think."
+    assert hit.output_text == live.output_text != "" and hit.id != live.id
+
+
+async def test_keep_alive_is_honoured(post, served, manager):
+    await create(post, {**HELLO, "keep_alive": "7s"})
+    assert manager.status()["fake"].keep_alive == 7.0
+    await create(post, {**HELLO, "keep_alive": 0})
+    await async_wait_until(lambda: "fake" not in manager.status(), "the tier to unload")  # unloaded tiers are not listed

@@ -8,10 +8,19 @@ from pydantic import TypeAdapter
 
 from inference.params import ModelSpec, SamplingParams
 from openai_api.schemas.responses import ResponseCreateRequest, input_messages
-from openai_api.serving.responses_render import Echo, ResponseResult, ResponseWriter
+from openai_api.serving.choices import ReasoningOut, TextOut
+from openai_api.serving.responses_render import Echo, ResponseWriter
+from openai_api.serving.results import ChoiceResult, GenerationResult, ToolCallResult
 
 EVENTS = TypeAdapter(list[ResponseStreamEvent])
 SPEC = ModelSpec(name="light", backend="llamacpp", kind="chat", model_path="x.gguf", load={}, defaults={})
+
+
+def answer(text: str = "", *, calls=(), reasoning=None, finish_reason="stop", prompt_tokens=0, completion_tokens=0):
+    """A run's result with one choice (a response has one)."""
+    choice = ChoiceResult(0, text=text, reasoning=reasoning, finish_reason=finish_reason, completion_tokens=completion_tokens,
+                          tool_calls=[ToolCallResult(f"call_{n}", name, arguments) for n, (name, arguments) in enumerate(calls)])
+    return GenerationResult(choices=[choice], prompt_tokens=prompt_tokens)
 
 
 def writer(**request) -> ResponseWriter:
@@ -20,19 +29,19 @@ def writer(**request) -> ResponseWriter:
 
 
 def test_reasoning_text_and_calls_become_items_in_order():
-    result = ResponseResult(text=None, calls=[("f", '{"a": 1}'), ("g", "{}")], reasoning="Think first.",
-                            prompt_tokens=3, completion_tokens=9)
+    result = answer(calls=[("f", '{"a": 1}'), ("g", "{}")], reasoning="Think first.", finish_reason="tool_calls",
+                    prompt_tokens=3, completion_tokens=9)
     tools = [{"type": "function", "name": n, "parameters": {"type": "object"}} for n in ("f", "g")]
     response = Response.model_validate(writer(tools=tools).whole(result))
     assert [item.type for item in response.output] == ["reasoning", "function_call", "function_call"]
     assert response.output[0].content[0].text == "Think first." and response.output[0].summary == []
-    assert [(c.name, c.arguments) for c in response.output[1:]] == [("f", '{"a": 1}'), ("g", "{}")]
+    assert [(c.name, c.arguments, c.call_id) for c in response.output[1:]] == [("f", '{"a": 1}', "call_0"), ("g", "{}", "call_1")]
     assert response.status == "completed" and response.temperature == 0.5 and response.usage.total_tokens == 12
     assert response.tools[0].strict is True  # the Responses API's default
 
 
 def test_replayed_events_are_typed_and_numbered():
-    events = EVENTS.validate_python(list(writer().replay(ResponseResult(text="Hello.", reasoning="Hm.", finish_reason="length"))))
+    events = EVENTS.validate_python(list(writer().replay(answer("Hello.", reasoning="Hm.", finish_reason="length"))))
     assert [e.sequence_number for e in events] == list(range(len(events)))
     assert [e.type for e in events] == [
         "response.created", "response.in_progress",
@@ -49,17 +58,20 @@ def test_replayed_events_are_typed_and_numbered():
 
 def test_a_live_stream_and_its_replay_send_the_same_events():
     live = writer()
-    events = live.start() + live.text_delta("Hel") + live.text_delta("lo") + live.text_delta("!")
-    finished, result, _ = live.finish("stop", 2, 3)
-    events += finished
+    events = live.start()
+    for out in (ReasoningOut(0, "H"), ReasoningOut(0, "m."), TextOut(0, "Hel"), TextOut(0, "lo"), TextOut(0, "!")):
+        events += live.output(out)
+    result = answer("Hello!", reasoning="Hm.", prompt_tokens=2, completion_tokens=3)
+    events += live.finish(result)
     replayed = list(writer().replay(result))
-    strip = lambda evs: [(e["type"], e.get("output_index")) for e in evs if e["type"] != "response.output_text.delta"]  # noqa: E731
+    strip = lambda evs: [(e["type"], e.get("output_index")) for e in evs if not e["type"].endswith("_text.delta")]  # noqa: E731
     assert strip(events) == strip(replayed)
-    assert events[-1]["response"]["output"][0]["content"] == replayed[-1]["response"]["output"][0]["content"]
+    assert events[-1]["response"]["output"][1]["content"] == replayed[-1]["response"]["output"][1]["content"]
+    assert events[-1]["response"]["output"][0]["content"][0]["text"] == "Hm."
 
 
 def test_an_empty_answer_is_an_empty_message():
-    response = Response.model_validate(writer().whole(ResponseResult(text="")))
+    response = Response.model_validate(writer().whole(answer("")))
     assert response.output[0].type == "message" and response.output_text == ""
 
 
