@@ -14,11 +14,12 @@ from .routers.embeddings import router as embeddings_router
 from .routers.health import health
 from .routers.models import router as models_router
 from .routers.rerank import router as rerank_router
-from .schemas.objects import ChatCompletionChunk
 from .routers.responses import router as responses_router
+from .schemas.objects import ChatCompletionChunk
+from .schemas.response_objects import STREAM_EVENTS
 
 # Stream chunks are no operation's JSON response, so ninja would leave them out of the document.
-STREAMED: tuple[type[BaseModel], ...] = (ChatCompletionChunk,)
+STREAMED: tuple[type[BaseModel], ...] = (ChatCompletionChunk, *STREAM_EVENTS)
 
 
 class ServiceAPI(NinjaAPI):

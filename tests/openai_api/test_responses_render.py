@@ -99,3 +99,27 @@ def test_input_items_become_chat_messages():
     ]
     request = body.to_generation(SPEC, [])
     assert request.messages[0].role == "system" and request.sampling.max_tokens is None
+
+
+def test_the_writers_objects_and_events_are_the_documented_models():
+    """What the OpenAPI document declares (schemas/response_objects.py) is what the writer sends."""
+    from openai_api.schemas.response_objects import ResponseObject, ResponseStreamEvent
+
+    documented = TypeAdapter(list[ResponseStreamEvent])
+    tools = [{"type": "function", "name": "f", "parameters": {"type": "object"}}]
+    for result in (answer("Hi.", reasoning="Hm."), answer(calls=[("f", "{}")], finish_reason="tool_calls"),
+                   answer("Cut", finish_reason="length")):
+        events = list(writer(tools=tools).replay(result))
+        assert len(documented.validate_python(events, strict=True)) == len(events)
+        ResponseObject.model_validate(events[-1]["response"], strict=True)
+        ResponseObject.model_validate(writer(tools=tools, instructions="Be brief.").whole(result), strict=True)
+
+
+def test_the_openapi_document_holds_the_response_and_its_events():
+    from openai_api.api import api
+
+    document = api.get_openapi_schema()
+    create = document["paths"]["/v1/responses"]["post"]["responses"][200]["content"]["application/json"]["schema"]
+    assert create == {"$ref": "#/components/schemas/ResponseObject"}
+    assert {"ResponseLifecycleEvent", "OutputTextDeltaEvent", "FunctionCallArgumentsDeltaEvent", "ErrorEvent"} <= set(
+        document["components"]["schemas"])
