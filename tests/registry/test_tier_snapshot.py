@@ -1,0 +1,54 @@
+"""The tier snapshot (registry/tier_snapshot.py): lookups without a query, and when a change applies."""
+
+import pytest
+from asgiref.sync import sync_to_async
+
+from llmservice.errors import ModelNotFound
+from registry import tier_snapshot
+from registry.models import Tier
+from registry.tier_snapshot import tier_lookup, tiers_snapshot
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def light():
+    return Tier.objects.create(name="light", backend="fake", model_path="fake.gguf", aliases="small", temperature=0.5)
+
+
+async def test_a_lookup_resolves_names_and_aliases_and_then_costs_no_query(light, monkeypatch):
+    reads = []
+    read = tier_snapshot._read_tiers
+    monkeypatch.setattr(tier_snapshot, "_read_tiers", lambda: reads.append(1) or read())
+    tier, spec = await tier_lookup(model="small")
+    assert tier.name == spec.name == "light" and spec.defaults["temperature"] == 0.5
+    for _ in range(3):
+        assert (await tier_lookup(model="light"))[1] is spec  # one spec per snapshot: hashed once
+    assert len(reads) == 1  # the table was read once
+    with pytest.raises(ModelNotFound):
+        await tier_lookup(model="nope")
+
+
+async def test_a_save_or_delete_in_this_process_applies_from_the_next_request(light):
+    await tier_lookup(model="light")
+    light.temperature = 1.5
+    await light.asave()  # what the admin does
+    assert (await tier_lookup(model="light"))[1].defaults["temperature"] == 1.5
+    light.enabled = False
+    await light.asave()
+    with pytest.raises(ModelNotFound):
+        await tier_lookup(model="light")
+    assert await tiers_snapshot() == []
+    await light.adelete()
+    assert await tiers_snapshot(enabled_only=False) == []
+
+
+async def test_a_change_made_elsewhere_applies_after_tier_snapshot_seconds(light, settings):
+    """A queryset update sends no signal: as another process's edit, it is seen once the snapshot ages."""
+    await tier_lookup(model="light")
+    await sync_to_async(Tier.objects.filter(name="light").update)(temperature=1.0)
+    assert (await tier_lookup(model="light"))[1].defaults["temperature"] == 0.5  # the snapshot still answers
+    settings.TIER_SNAPSHOT_SECONDS = 0  # (a settings change drops the snapshot too)
+    assert (await tier_lookup(model="light"))[1].defaults["temperature"] == 1.0
+    await sync_to_async(Tier.objects.filter(name="light").update)(temperature=2.0)
+    assert (await tier_lookup(model="light"))[1].defaults["temperature"] == 2.0  # 0: read per request
