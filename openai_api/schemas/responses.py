@@ -56,8 +56,10 @@ _ITEM_TAGS = {"message": "Message", "function_call": "FunctionCall", "function_c
               "reasoning": "Reasoning"}
 
 
-def _kind(value: Any, default: str | None = None) -> Any:
-    return value.get("type", default) if isinstance(value, dict) else getattr(value, "type", default)
+def _kind(value: Any, default: str | None = None) -> str | None:
+    """An item's or part's `type`; None when it is not a string (a list is no tag: the 400 names it)."""
+    kind = value.get("type", default) if isinstance(value, dict) else getattr(value, "type", default)
+    return kind if isinstance(kind, str) else None
 
 
 def _part_tag(value: Any) -> str:
