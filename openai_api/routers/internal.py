@@ -18,6 +18,7 @@ from llmservice.errors import InvalidRequest, ModelUnavailable, ServiceError
 from registry.client import internal_token
 from registry.selectors import cached_response_stats, tier_aget, tier_spec
 from registry.services import cached_response_clear
+from registry.tier_snapshot import tier_snapshot_clear
 
 from ..cache import cache_stats
 from ..errors import error_response, install_error_handlers
@@ -48,6 +49,13 @@ class UnloadIn(Schema):
 class ClearIn(Schema):
     tier: str | None = None
     expired_only: bool = False
+
+
+@internal_api.post("/tiers/reread")
+async def tiers_reread(request: HttpRequest):
+    """Drop the tier snapshot: tiers another process changed (`manage.py sync_tiers`) apply from the next request."""
+    tier_snapshot_clear()
+    return {"reread": True}
 
 
 @internal_api.get("/status")

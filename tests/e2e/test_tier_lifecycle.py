@@ -28,6 +28,7 @@ def server(tmp_path_factory, smollm2_path):
         "TIER_NAMES": "light,stopper,broken",
         "STOPPER_MODEL_PATH": smollm2_path,
         "BROKEN_MODEL_PATH": str(tmp_path_factory.mktemp("nothing") / "missing.gguf"),
+        "INTERNAL_URL": "",  # filled with the server's address: sync_tiers tells it to re-read its tiers
     }
     server = LiveServer(tmp_path_factory.mktemp("lifecycle"), env=env).start()
     yield server
