@@ -267,4 +267,7 @@ def build_minilm_gguf(path: Path | None = None, *, force: bool = False) -> Path:
 
 
 def build_all(*, force: bool = False) -> list[Path]:
-    return [build_bge_m3(force=force), build_reranker(force=force), build_minilm_gguf(force=force)]
+    from . import mlx_build  # issue 13: the MLX test model and SmolLM2 for `light-mlx`
+
+    return [build_bge_m3(force=force), build_reranker(force=force), build_minilm_gguf(force=force),
+            *mlx_build.build_all(force=force)]

@@ -108,6 +108,7 @@ INFERENCE_BACKENDS = {
     "bge_m3": "inference.backends.embeddings.BGEM3Engine",
     "cross_encoder": "inference.backends.rerankers.CrossEncoderEngine",
     "flag_reranker": "inference.backends.rerankers.FlagRerankerEngine",
+    "mlx": "inference.backends.mlx_engine.MlxEngine",  # issue 13: MLX tiers (mlx-lm)
 }
 
 # --- Response cache (openai_api/cache.py) --------------------------------------------------

@@ -81,6 +81,14 @@ def reranker_path() -> str:
 
 
 @pytest.fixture(scope="session")
+def mlx_tiny_path() -> str:
+    """The tiny random-weight MLX llama with SmolLM2's tokenizer (built here if `build_models` has not)."""
+    from inference.mlx_build import build_tiny
+
+    return str(build_tiny())
+
+
+@pytest.fixture(scope="session")
 def llm_server(tmp_path_factory, bge_m3_path):
     """One real server for the session, serving the bundled SmolLM2 as the `light` tier, cache off;
     also `embed`, `rerank` and the README's BGE-M3 example tier `m3` (loaded only when asked)."""

@@ -8,8 +8,8 @@ from inference import model_build
 class Command(BaseCommand):
     requires_system_checks: list = []  # no database needed
     help = (
-        "Build the reranker distilled from MiniLM, the tiny BGE-M3-format model and the MiniLM GGUF "
-        "into MODELS_DIR (skips existing)."
+        "Build the reranker distilled from MiniLM, the tiny BGE-M3-format model, the MiniLM GGUF and the MLX "
+        "models (a tiny test llama, SmolLM2 converted from its GGUF) into MODELS_DIR (skips existing)."
     )
 
     def add_arguments(self, parser):
