@@ -3,6 +3,7 @@
 Every setting is listed, with its default and a one-line description, in `.env.example`.
 """
 
+import os
 from pathlib import Path
 
 import environ
@@ -110,6 +111,12 @@ INFERENCE_BACKENDS = {
     "flag_reranker": "inference.backends.rerankers.FlagRerankerEngine",
     "mlx": "inference.backends.mlx_engine.MlxEngine",  # issue 13: MLX tiers (mlx-lm)
 }
+
+# --- MLX tiers (issue 13) -------------------------------------------------------------------
+MLX_PARALLEL = env.int("MLX_PARALLEL", default=8)  # sequences an MLX tier decodes together (continuous batching)
+# MLX and llama.cpp (and torch) each bring an OpenMP runtime; on macOS two in one process abort
+# at the second load unless this is set before either loads.
+os.environ.setdefault("KMP_DUPLICATE_LIB_OK", "TRUE")
 
 # --- Response cache (openai_api/cache.py) --------------------------------------------------
 ENABLE_CACHE = env.bool("ENABLE_CACHE", default=True)  # exact-match cache of chat/completion responses

@@ -98,7 +98,7 @@ class MlxSequence:
 
     __slots__ = (
         "uid", "index", "emit", "prompt_tokens", "budget", "assembler", "guard", "constraint", "preserved",
-        "raw", "top", "count", "error", "reason",
+        "raw", "top", "count", "error", "reason", "owner",
     )
 
     def __init__(self, *, index: int, emit: Callable[[Event], None], prompt_tokens: int, budget: int, stops,
@@ -118,6 +118,7 @@ class MlxSequence:
         self.count = 0
         self.error: ServiceError | None = None  # set when it ended with an error (its job fails)
         self.reason: str | None = None  # set once finished
+        self.owner: object = None  # whoever started it (the engine's job)
 
 
 class MlxDecoder:
@@ -182,13 +183,14 @@ class MlxDecoder:
                 del self._sequences[sequence.uid]
         return done
 
-    def cancel(self, sequence: MlxSequence) -> None:
-        """End it now, reporting how far it got ("cancelled")."""
+    def cancel(self, sequence: MlxSequence, *, report: bool = True) -> None:
+        """End it now; `report`: emit how far it got (Finished "cancelled")."""
         if self._sequences.pop(sequence.uid, None) is None:
             return
         self._generator.remove([sequence.uid])
         sequence.reason = "cancelled"
-        sequence.emit(Finished("cancelled", sequence.prompt_tokens, sequence.count, sequence.index))
+        if report:
+            sequence.emit(Finished("cancelled", sequence.prompt_tokens, sequence.count, sequence.index))
 
     def close(self) -> None:
         if self._sequences:
