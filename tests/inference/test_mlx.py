@@ -182,3 +182,42 @@ def test_a_constraint_failure_mid_way_is_a_400(backend, monkeypatch):
     with pytest.raises(ConstraintFailed) as caught:  # unmasked, the model's first token breaks the schema
         constrained(backend, schema, temperature=0, max_tokens=20, logit_bias={backend._tokenizer.encode("x")[0]: 100})
     assert caught.value.param == "response_format" and caught.value.status == 400
+
+
+# --- several sequences in one batch -------------------------------------------------------------
+def run_together(backend, requests):
+    """Start every request in the one batch, step until all end: each one's (text, Finished)."""
+    outputs = [[] for _ in requests]
+    sequences = [backend.begin(r, index=0, emit=outputs[i].append)[1] for i, r in enumerate(requests)]
+    while any(s.reason is None for s in sequences):
+        backend.decoder.step()
+    return [("".join(e.text for e in out if isinstance(e, Delta)), out[-1]) for out in outputs]
+
+
+def test_a_batch_of_eight_matches_the_solo_runs(backend):
+    requests = [request(messages=(ChatMessage("user", f"Question {i}"),), temperature=0, max_tokens=6 + i) for i in range(4)]
+    requests += [request(prompt=f"Story {i}:", temperature=1.0, seed=100 + i, max_tokens=8) for i in range(3)]
+    requests.append(request(prompt="Stop early", temperature=0, max_tokens=20, stop=[run_alone(backend, "Stop early")[5:8]]))
+    solo = [run_together(backend, [r])[0] for r in requests]
+    assert run_together(backend, requests) == solo
+    assert solo[-1][1].reason == "stop" and [f.reason for _, f in solo[:7]] == ["length"] * 7
+
+
+def run_alone(backend, prompt):
+    return run(backend, prompt=prompt, temperature=0, max_tokens=20)[1]
+
+
+def test_constrained_and_free_sequences_share_a_batch(backend):
+    schema = JsonSchema(schema=PERSON, strict=True, param="response_format")
+    compiled = backend.constraint_compiler.compile(schema)
+    requests = [
+        request(temperature=1.0, seed=s, max_tokens=60, constraint=schema, compiled=compiled) if s % 2 else request(temperature=0, max_tokens=10)
+        for s in range(6)
+    ]
+    results = run_together(backend, requests)
+    for s, (text, finished) in enumerate(results):
+        if s % 2:
+            jsonschema.validate(json.loads(text), PERSON)
+        else:
+            assert finished.reason == "length" and finished.completion_tokens == 10
+    assert results == [run_together(backend, [r])[0] for r in requests]
