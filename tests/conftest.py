@@ -89,9 +89,18 @@ def mlx_tiny_path() -> str:
 
 
 @pytest.fixture(scope="session")
-def llm_server(tmp_path_factory, bge_m3_path):
+def mlx_smollm2_path() -> str:
+    """SmolLM2-135M-Instruct converted to MLX (`build_models`; built here if it has not run)."""
+    from inference.mlx_build import build_smollm2
+
+    return str(build_smollm2())
+
+
+@pytest.fixture(scope="session")
+def llm_server(tmp_path_factory, bge_m3_path, mlx_smollm2_path):
     """One real server for the session, serving the bundled SmolLM2 as the `light` tier, cache off;
-    also `embed`, `rerank` and the README's BGE-M3 example tier `m3` (loaded only when asked)."""
+    also `embed`, `rerank`, the README's BGE-M3 example tier `m3` and SmolLM2 on MLX, `light-mlx`
+    (loaded only when asked)."""
     from tests.server import LiveServer
 
     # The cache is off here: tests on this server check live generation, never a replay.
@@ -99,7 +108,8 @@ def llm_server(tmp_path_factory, bge_m3_path):
     env = {
         "LIGHT_ALIASES": "small,default",
         "CACHE_REQUESTS": "none",
-        "TIER_NAMES": "light,embed,rerank,m3",
+        "TIER_NAMES": "light,embed,rerank,m3,light-mlx",
+        "LIGHT_MLX_MODEL_PATH": mlx_smollm2_path,
         "M3_KIND": "embedding",
         "M3_BACKEND": "bge_m3",
         "M3_MODEL_PATH": bge_m3_path,

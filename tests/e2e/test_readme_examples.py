@@ -101,7 +101,14 @@ def check_curl_rerank(out: str) -> None:
     assert 0 <= body["results"][0]["relevance_score"] <= 1
 
 
+def check_curl_mlx_chat(out: str) -> None:
+    body = json.loads(out)
+    assert body["object"] == "chat.completion" and body["model"] == "light-mlx"
+    assert body["choices"][0]["message"]["content"] and body["usage"]["completion_tokens"] <= 32
+
+
 CURL_CHECKS = {
+    '"model": "light-mlx"': check_curl_mlx_chat,
     "grep -i x-cache": check_curl_x_cache,
     "/v1/chat/completions": check_curl_chat,
     '"model": "m3"': check_curl_bge_m3,
