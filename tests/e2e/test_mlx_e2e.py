@@ -153,4 +153,5 @@ def test_mlx_and_llamacpp_tiers_interleaved(client):
 
 
 def test_models_lists_the_mlx_tier(client):
-    assert MLX in {m.id for m in client.models.list().data}
+    cards = {m.id: m.model_extra for m in client.models.list().data}
+    assert cards[MLX]["backend"] == "mlx" and cards[MLX]["kind"] == "chat"
