@@ -97,10 +97,10 @@ def mlx_smollm2_path() -> str:
 
 
 @pytest.fixture(scope="session")
-def llm_server(tmp_path_factory, bge_m3_path, mlx_smollm2_path):
+def llm_server(tmp_path_factory, bge_m3_path, mlx_smollm2_path, mlx_tiny_path):
     """One real server for the session, serving the bundled SmolLM2 as the `light` tier, cache off;
-    also `embed`, `rerank`, the README's BGE-M3 example tier `m3` and SmolLM2 on MLX, `light-mlx`
-    (loaded only when asked)."""
+    also `embed`, `rerank`, the README's BGE-M3 example tier `m3`, SmolLM2 on MLX, `light-mlx`, and the tiny
+    random-weight MLX test model, `tiny-mlx` (loaded only when asked)."""
     from tests.server import LiveServer
 
     # The cache is off here: tests on this server check live generation, never a replay.
@@ -108,8 +108,11 @@ def llm_server(tmp_path_factory, bge_m3_path, mlx_smollm2_path):
     env = {
         "LIGHT_ALIASES": "small,default",
         "CACHE_REQUESTS": "none",
-        "TIER_NAMES": "light,embed,rerank,m3,light-mlx",
+        "TIER_NAMES": "light,embed,rerank,m3,light-mlx,tiny-mlx",
         "LIGHT_MLX_MODEL_PATH": mlx_smollm2_path,
+        "TINY_MLX_BACKEND": "mlx",
+        "TINY_MLX_MODEL_PATH": mlx_tiny_path,
+        "TINY_MLX_N_CTX": "1024",
         "M3_KIND": "embedding",
         "M3_BACKEND": "bge_m3",
         "M3_MODEL_PATH": bge_m3_path,

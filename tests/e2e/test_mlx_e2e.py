@@ -1,7 +1,8 @@
 """An MLX tier through the real server and the official `openai` client, next to a llama.cpp tier.
 
-The MLX tier runs the tiny random-weight llama `build_models` makes (SmolLM2's tokenizer and chat
-template, meaningless words): these tests check structure, enforcement and plumbing, not content.
+The shared server's `tiny-mlx` tier (tests/conftest.py) runs the tiny random-weight llama that
+`build_models` makes (SmolLM2's tokenizer and chat template, meaningless words): these tests check
+structure, enforcement and plumbing, not content.
 """
 
 from __future__ import annotations
@@ -12,8 +13,6 @@ from concurrent.futures import ThreadPoolExecutor
 import jsonschema
 import openai
 import pytest
-
-from tests.server import HTTP_TIMEOUT, LiveServer
 
 pytestmark = pytest.mark.e2e
 
@@ -43,25 +42,6 @@ WEATHER = {
         "strict": True,
     },
 }
-
-
-@pytest.fixture(scope="module")
-def mlx_server(tmp_path_factory, mlx_tiny_path):
-    env = {
-        "TIER_NAMES": f"light,{MLX}",
-        "TINY_MLX_BACKEND": "mlx",
-        "TINY_MLX_MODEL_PATH": mlx_tiny_path,
-        "TINY_MLX_N_CTX": "1024",
-        "CACHE_REQUESTS": "none",
-    }
-    server = LiveServer(tmp_path_factory.mktemp("mlx"), env=env).start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def client(mlx_server):
-    return openai.OpenAI(base_url=mlx_server.base_url + "/v1", api_key="unused", max_retries=0, timeout=HTTP_TIMEOUT)
 
 
 def chat(client, **kwargs):
@@ -138,6 +118,20 @@ def test_tool_call_and_streamed_tool_call(client):
     jsonschema.validate(json.loads(arguments), WEATHER["function"]["parameters"])
 
 
+def test_eight_concurrent_requests_streaming_and_not_match_their_solo_runs(client):
+    """Batched on the MLX tier: greedy and seeded answers are the ones each request gets alone."""
+    def ask(i):
+        kwargs = dict(messages=[{"role": "user", "content": f"Story {i}"}], max_tokens=6 + i)
+        kwargs.update(temperature=1.0, seed=i) if i % 2 else kwargs.update(temperature=0)
+        if i % 3:
+            return chat(client, **kwargs).choices[0].message.content
+        return "".join(c.choices[0].delta.content or "" for c in chat(client, stream=True, **kwargs) if c.choices)
+
+    alone = [ask(i) for i in range(8)]
+    with ThreadPoolExecutor(8) as pool:
+        assert list(pool.map(ask, range(8))) == alone
+
+
 def test_mlx_and_llamacpp_tiers_interleaved(client):
     """Concurrent requests on both tiers all complete; each greedy answer matches its solo run."""
     jobs = [(model, f"Question {i}: what is {i} + {i}?") for i in range(3) for model in (MLX, "light")]
@@ -152,6 +146,8 @@ def test_mlx_and_llamacpp_tiers_interleaved(client):
     assert together == solo and all(solo)
 
 
-def test_models_lists_the_mlx_tier(client):
+def test_models_lists_the_mlx_tier_with_its_batch_size(client):
+    chat(client, max_tokens=1)  # loaded
     cards = {m.id: m.model_extra for m in client.models.list().data}
     assert cards[MLX]["backend"] == "mlx" and cards[MLX]["kind"] == "chat"
+    assert cards[MLX]["slots"] == 8  # MLX_PARALLEL
