@@ -113,6 +113,7 @@ INFERENCE_BACKENDS = {
 }
 
 # --- MLX tiers (issue 13) -------------------------------------------------------------------
+MLX_PARALLEL = env.int("MLX_PARALLEL", default=8)  # sequences an MLX tier decodes together (continuous batching)
 # MLX and llama.cpp (and torch) each bring an OpenMP runtime; on macOS two in one process abort
 # at the second load unless this is set before either loads.
 os.environ.setdefault("KMP_DUPLICATE_LIB_OK", "TRUE")

@@ -119,8 +119,7 @@ def test_tool_call_and_streamed_tool_call(client):
 
 
 def test_eight_concurrent_requests_streaming_and_not_match_their_solo_runs(client):
-    """Greedy and seeded answers are the ones each request gets alone (one at a time until the MLX
-    engine is registered; then batched)."""
+    """Batched on the MLX tier: greedy and seeded answers are the ones each request gets alone."""
     def ask(i):
         kwargs = dict(messages=[{"role": "user", "content": f"Story {i}"}], max_tokens=6 + i)
         kwargs.update(temperature=1.0, seed=i) if i % 2 else kwargs.update(temperature=0)
@@ -151,3 +150,4 @@ def test_models_lists_the_mlx_tier_with_its_batch_size(client):
     chat(client, max_tokens=1)  # loaded
     cards = {m.id: m.model_extra for m in client.models.list().data}
     assert cards[MLX]["backend"] == "mlx" and cards[MLX]["kind"] == "chat"
+    assert cards[MLX]["slots"] == 8  # MLX_PARALLEL
