@@ -17,11 +17,12 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from llmservice.errors import ContextLengthExceeded, InternalError, InvalidRequest, ModelUnavailable
+from llmservice.errors import ContextLengthExceeded, InternalError, InvalidRequest, ModelUnavailable, UnsupportedParameter
 
 from ..constraints import ConstraintCompiler, ToolCalls, detect_tool_format
-from ..events import Event, Started
+from ..events import Event, Started, Thinking
 from ..params import GenerationRequest, ModelSpec
+from ..thinking import NO_SWITCH, thinking_state, thinking_switch, thinking_tags
 from .llamacpp import UNPREPARED, compile_limits
 
 logger = logging.getLogger(__name__)
@@ -75,6 +76,8 @@ class MlxBackend:
         pieces += [b""] * (self._n_vocab - n_vocab)  # padding rows of the embedding matrix
         self._eos = set(tokenizer.eos_token_ids or ()) | set(llg.eos_tokens)
         self.tool_format = detect_tool_format(tokenizer.chat_template)
+        template = tokenizer.chat_template
+        self.thinking_tags, self.thinking_switch = thinking_tags(template), thinking_switch(template)
         self.constraint_compiler = ConstraintCompiler(
             llg, n_vocab=n_vocab, tool_format=self.tool_format, limits=compile_limits()
         )
@@ -134,7 +137,7 @@ class MlxBackend:
         compiled = request.compiled
         if request.constraint is not None and compiled is None:
             raise InternalError(UNPREPARED)
-        tokens, stops, param, echo = self._prompt(request)
+        tokens, stops, param, echo, thinking = self._prompt(request)
         if len(tokens) >= self._n_ctx:
             raise ContextLengthExceeded(
                 CONTEXT_EXCEEDED.format(n_ctx=self._n_ctx, param=param, tokens=len(tokens)), param=param
@@ -147,19 +150,30 @@ class MlxBackend:
             tokens, sampling, index=index, emit=emit, budget=budget, stops=stops, compiled=compiled
         )
         relaxed = tuple(str(r) for r in compiled.relaxed) if compiled else ()
-        return Started(prompt_tokens=len(tokens), echo=echo, tool_format=self.tool_format.name, relaxed=relaxed), sequence
+        started = Started(
+            prompt_tokens=len(tokens), echo=echo, tool_format=self.tool_format.name, relaxed=relaxed, thinking=thinking
+        )
+        return started, sequence
 
-    def _prompt(self, request: GenerationRequest) -> tuple[list[int], list[str], str, str | None]:
+    def _prompt(self, request: GenerationRequest) -> tuple[list[int], list[str], str, str | None, Thinking | None]:
         tokenizer = self._tokenizer
         stops = list(request.sampling.stop)
         if request.messages is not None:
             calls = request.constraint if isinstance(request.constraint, ToolCalls) else None
             messages, tools = self.tool_format.render(request.messages, calls)
+            switch: dict[str, bool] = {}
+            if request.thinking is not None:  # reasoning_effort: the template's switch, as llamacpp.py does
+                if self.thinking_switch is None:
+                    raise UnsupportedParameter(NO_SWITCH, param="reasoning_effort")
+                switch[self.thinking_switch] = request.thinking
             try:
-                text = tokenizer.apply_chat_template(messages, tools=tools, add_generation_prompt=True, tokenize=False)
+                text = tokenizer.apply_chat_template(
+                    messages, tools=tools, add_generation_prompt=True, tokenize=False, **switch
+                )
             except Exception as exc:  # the template's own raise_exception(), or a Jinja error
                 raise InvalidRequest(TEMPLATE_REJECTED.format(error=exc), param="messages") from exc
-            return tokenizer.encode(text, add_special_tokens=False), stops, "messages", None
+            thinking = thinking_state(self.thinking_tags, text)
+            return tokenizer.encode(text, add_special_tokens=False), stops, "messages", None, thinking
         prompt = request.prompt
         if isinstance(prompt, tuple):
             tokens = list(prompt)
@@ -172,4 +186,4 @@ class MlxBackend:
             tokens = tokenizer.encode(text)
         if not tokens:  # mlx-lm refuses an empty prompt; start from the beginning of a text
             tokens = [tokenizer.bos_token_id if tokenizer.bos_token_id is not None else next(iter(self._eos))]
-        return tokens, stops, "prompt", text if request.echo else None
+        return tokens, stops, "prompt", text if request.echo else None, None
