@@ -5,12 +5,12 @@ the template's tags, reasoning_effort sets its switch or is refused by name."""
 import pytest
 
 from inference.backends.mlx import MlxBackend
-from inference.events import Started, Thinking
-from inference.params import ChatMessage, GenerationRequest, SamplingParams
+from inference.events import Thinking
 from inference.thinking import NO_SWITCH, thinking_switch, thinking_tags
 from llmservice.errors import UnsupportedParameter
 
 from .test_mlx import make_spec
+from .test_thinking import started as started_events
 from .tool_templates import DEEPSEEK_R1, QWEN3
 
 
@@ -39,11 +39,7 @@ def with_template(backend, template):
 
 
 def started(backend, thinking=None):
-    request = GenerationRequest(sampling=SamplingParams(temperature=0, max_tokens=2),
-                                messages=(ChatMessage(role="user", content="What is 2+2?"),), thinking=thinking)
-    events = list(backend.generate(request, lambda: False))
-    assert isinstance(events[0], Started)
-    return events[0]
+    return started_events(backend, thinking)[0]
 
 
 def test_a_qwen3_template_reports_its_tags_and_turns_thinking_off(backend, restore):
