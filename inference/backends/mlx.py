@@ -21,9 +21,9 @@ from llmservice.errors import ContextLengthExceeded, InternalError, InvalidReque
 
 from ..constraints import ConstraintCompiler, ToolCalls, detect_tool_format
 from ..events import Event, Started, Thinking
+from ..llamacpp_common import UNPREPARED, compile_limits
 from ..params import GenerationRequest, ModelSpec
 from ..thinking import NO_SWITCH, thinking_state, thinking_switch, thinking_tags
-from .llamacpp import UNPREPARED, compile_limits
 
 logger = logging.getLogger(__name__)
 
