@@ -101,6 +101,13 @@ def test_an_unenforceable_strict_schema_is_a_400_naming_it(client):
     assert "not" in caught.value.body["message"]
 
 
+def test_reasoning_effort_without_a_thinking_switch_is_a_400_naming_it(client):
+    """SmolLM2's chat template (the tiny model's) has no thinking switch: refused, as on llama.cpp tiers."""
+    with pytest.raises(openai.BadRequestError) as caught:
+        chat(client, reasoning_effort="low", max_tokens=5)
+    assert caught.value.status_code == 400 and caught.value.body["param"] == "reasoning_effort"
+
+
 def test_tool_call_and_streamed_tool_call(client):
     reply = chat(client, tools=[WEATHER], tool_choice="required", temperature=0.7, seed=3, max_tokens=80)
     assert reply.choices[0].finish_reason == "tool_calls"
