@@ -21,7 +21,9 @@ from llmservice.errors import ContextLengthExceeded, InternalError, InvalidReque
 
 from ..constraints import ConstraintCompiler, ToolCalls, detect_tool_format
 from ..events import Event, Started, Thinking
-from ..llamacpp_common import UNPREPARED, compile_limits
+from ..llamacpp_common import (  # the same messages on every chat backend
+    CONTEXT_EXCEEDED, TEMPLATE_REJECTED, TOKEN_OUTSIDE_VOCAB, UNPREPARED, compile_limits,
+)
 from ..params import GenerationRequest, ModelSpec
 from ..thinking import NO_SWITCH, thinking_state, thinking_switch, thinking_tags
 
@@ -29,12 +31,6 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_N_CTX = 2048
 PREFILL_STEP = 512  # prompt tokens per forward pass while prefilling (a long prompt stalls the batch less)
-CONTEXT_EXCEEDED = (
-    "This model's maximum context length is {n_ctx} tokens. However, your {param} resulted in {tokens} tokens. "
-    "Please reduce the length of the {param}."
-)
-TEMPLATE_REJECTED = "The model's chat template rejected these messages: {error}"
-TOKEN_OUT_OF_VOCABULARY = "Token id {token} is outside the vocabulary."
 
 
 def mlx_model_problem(path: str) -> str | None:
@@ -140,7 +136,7 @@ class MlxBackend:
         tokens, stops, param, echo, thinking = self._prompt(request)
         if len(tokens) >= self._n_ctx:
             raise ContextLengthExceeded(
-                CONTEXT_EXCEEDED.format(n_ctx=self._n_ctx, param=param, tokens=len(tokens)), param=param
+                CONTEXT_EXCEEDED.format(n_ctx=self._n_ctx, param=param, count=len(tokens)), param=param
             )
         budget = self._n_ctx - len(tokens)
         if request.sampling.max_tokens is not None:
@@ -179,7 +175,7 @@ class MlxBackend:
             tokens = list(prompt)
             bad = [t for t in tokens if not 0 <= t < self._n_vocab]
             if bad:
-                raise InvalidRequest(TOKEN_OUT_OF_VOCABULARY.format(token=bad[0]), param="prompt")
+                raise InvalidRequest(TOKEN_OUTSIDE_VOCAB.format(token=bad[0]), param="prompt")
             text = tokenizer.decode(tokens)
         else:
             text = prompt or ""
