@@ -16,7 +16,7 @@ import traceback
 from datetime import datetime, timezone
 from pathlib import Path
 
-from . import batching, cache, embeddings, engine, peer, report, startup, structured_output
+from . import batching, cache, embeddings, engine, mlx_peer, peer, report, startup, structured_output
 from .clients import Engine
 from .harness import FULL, SMOKE, Section
 from .procs import N_THREADS, OurServer, PeerServer
@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent, help="where results go")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (server logs, databases)")
     parser.add_argument("--only", type=lambda v: {int(n) for n in v.split(",")}, default=None,
-                        help="run only these section numbers, e.g. --only 1,3,5 (8: full profile only)")
+                        help="run only these section numbers, e.g. --only 1,3,5 (8, 9: full profile only)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request drowns the progress
@@ -78,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
                 attempt(5, "embeddings", lambda: asyncio.run(embeddings.run(profile, ours)))
         if 8 in profile.sections:  # the full profile only: its own servers, one pair per client count
             attempt(8, "continuous batching", lambda: batching.run(profile, workdir, model))
+        if 9 in profile.sections:  # the full profile only: the MLX tier against mlx_lm.server
+            attempt(9, "MLX", lambda: mlx_peer.run(profile, workdir))
     finally:
         if args.keep:
             logger.info("work directory kept: %s", workdir)
