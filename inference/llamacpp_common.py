@@ -320,3 +320,27 @@ def route_llama_logs() -> None:
 
     _log_state["callback"] = callback  # kept alive: llama.cpp holds a pointer to it
     llama_cpp.llama_log_set(callback, ctypes.c_void_p(0))
+    _keep_stdout_stderr()
+
+
+class _NoRedirect:
+    """Stands in for llama-cpp-python's `suppress_stdout_stderr`, which points file descriptors 1
+    and 2 at /dev/null for the whole process while a model loads: every other thread's log lines
+    (another model's "Unloaded", the access log) were lost meanwhile. llama.cpp's own lines come
+    through the callback above, so there is nothing left for it to hide."""
+
+    def __init__(self, disable: bool = True):
+        pass
+
+    def __enter__(self) -> "_NoRedirect":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def _keep_stdout_stderr() -> None:
+    from llama_cpp import _internals, llama, llama_chat_format
+
+    for module in (_internals, llama, llama_chat_format):
+        module.suppress_stdout_stderr = _NoRedirect

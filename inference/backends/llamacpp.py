@@ -20,7 +20,7 @@ from ..engines.serial import SerialEngine
 from ..events import Event, Finished, Started, TokenLogprob
 from ..llamacpp_common import (
     UNPREPARED, LlamaCppOptions, PromptBuilder, SequenceConstraint, TokenText, checked_logit_bias, constraint_compiler,
-    deltas, log_softmax, spec_problems, token_logprob,
+    deltas, log_softmax, route_llama_logs, spec_problems, token_logprob,
 )
 from ..options import options_load
 from ..params import GenerationRequest, ModelSpec, SamplingParams
@@ -64,6 +64,7 @@ class LlamaCppBackend:
             from llama_cpp import Llama
         except ImportError as exc:  # pragma: no cover - install problem
             raise ModelUnavailable(f"llama-cpp-python is not installed: {exc}.") from exc
+        route_llama_logs()
         try:
             llama = Llama(
                 model_path=spec.model_path,
