@@ -18,9 +18,9 @@ USER = [{"role": "user", "content": "Name three colours."}]
 
 
 def test_lazy_loading_and_concurrent_first_requests_share_one_load(tmp_path):
-    server = LiveServer(tmp_path).start()
+    server = LiveServer(tmp_path, env={"TIER_NAMES": "light,embed,rerank"}).start()  # not light-mlx, once built
     try:
-        log = server.wait_for_log("Lazy loading enabled for 3 model configurations")  # light, embed, rerank
+        log = server.wait_for_log("Lazy loading enabled for 3 model configurations")
         assert "Loaded" not in log
         c = openai.OpenAI(base_url=server.base_url + "/v1", api_key="unused", max_retries=0, timeout=120)
         before = {m.id: m.model_extra for m in c.models.list().data}

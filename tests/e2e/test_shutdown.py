@@ -87,7 +87,7 @@ def test_sigterm_drains_a_stream_refuses_new_work_and_keeps_its_cache_write(tmp_
 
 
 def test_the_grace_period_stops_running_and_queued_generations_with_an_error(tmp_path):
-    server = LiveServer(tmp_path, env={"SHUTDOWN_GRACE_SECONDS": "1"}).start()
+    server = LiveServer(tmp_path, env={"SHUTDOWN_GRACE_SECONDS": "1", "LIGHT_PARALLEL": "1"}).start()
     queued: dict = {}
 
     def queued_request():
