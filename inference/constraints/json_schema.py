@@ -39,6 +39,7 @@ UNENFORCEABLE = (
     "JSON schema keyword '{keyword}' at {where} cannot be enforced ({reason}); remove it, or send the "
     "schema without strict: true to have it relaxed (the response then names it in X-Schema-Relaxed)."
 )
+REPEATED_KEYS = "the keys its object may take beyond 'properties' could repeat, and a JSON parser keeps one of each"
 INVALID_SCHEMA = "Invalid JSON schema: {reason}"
 TOO_DEEP = "Invalid JSON schema: nested deeper than {limit} levels (at {where})."
 NOT_AN_OBJECT = "Invalid JSON schema: a schema must be a JSON object."
@@ -66,19 +67,47 @@ class CheckedSchema:
     relaxed: tuple[Relaxation, ...]
 
 
-def prepare_schema(schema: Any, *, strict: bool, param: str, style: dict = COMPACT) -> dict:
-    """A copy of `schema` for llguidance: older dialects rewritten, our compile options set."""
+def prepare_schema(schema: Any, *, strict: bool, param: str, style: dict = COMPACT, where: str = "") -> dict:
+    """A copy of `schema` for llguidance: older dialects rewritten, our compile options set.
+    With `strict`, a keyword only we know to be unenforceable is refused here (`open_minimums`)."""
     if not isinstance(schema, dict):
         raise InvalidRequest(NOT_AN_OBJECT, param=param)
     prepared = _normalized(schema, param)
+    if strict and (paths := _open_minimums(prepared)):
+        where_all = ", ".join(where + p for p in paths)
+        raise UnsupportedParameter(UNENFORCEABLE.format(keyword="minProperties", where=where_all, reason=REPEATED_KEYS), param=param)
     prepared["x-guidance"] = {**style, "lenient": not strict}  # ours only: a client's could undo them
     return prepared
 
 
 def relaxations(schema: dict, warnings: list[str], where: str = "") -> tuple[Relaxation, ...]:
-    """What llguidance's warnings (lenient mode) say it dropped, at each place in `schema`."""
+    """What llguidance's warnings (lenient mode) say it dropped, at each place in `schema`, and the
+    `minProperties` it can only count by the keys written (`open_minimums`)."""
     found = [r for message in warnings for r in _relaxations(schema, message, where)]
+    found += [Relaxation("minProperties", where + path) for path in open_minimums(schema)]
     return tuple(dict.fromkeys(found))
+
+
+def open_minimums(schema: dict) -> list[str]:
+    """Where `minProperties` can't be held: llguidance counts the keys it writes, and an object
+    open to keys beyond its `properties` (patternProperties, additionalProperties) may write one
+    twice ({"x_a":1,"x_a":2}), which a JSON parser reads as one. Distinct `required` keys and a
+    minimum of 1 still hold."""
+    return _open_minimums(_normalized(schema, ""))
+
+
+def _open_minimums(normalized: dict) -> list[str]:
+    places = []
+    for node, path in _subschemas_with_paths(normalized):
+        minimum = node.get("minProperties")
+        if not isinstance(minimum, int) or isinstance(minimum, bool):
+            continue
+        required = node.get("required")
+        named = len(set(required)) if isinstance(required, list) and all(isinstance(r, str) for r in required) else 0
+        opened = bool(node.get("patternProperties")) or node.get("additionalProperties", True) is not False
+        if opened and minimum > max(1, named):
+            places.append(path)
+    return places
 
 
 def compile_error(schema: dict, message: str, *, param: str, where: str = "") -> InvalidRequest:
@@ -91,7 +120,7 @@ def schema_check(schema: Any, *, strict: bool, param: str, style: dict = COMPACT
 
     `where` prefixes reported paths (a tool's param, so a client knows which schema is meant).
     """
-    prepared = prepare_schema(schema, strict=strict, param=param, style=style)
+    prepared = prepare_schema(schema, strict=strict, param=param, style=style, where=where)
     try:
         grammar = LLMatcher.grammar_from_json_schema(prepared)
     except ValueError as exc:

@@ -60,7 +60,7 @@ KEYWORD_SCHEMAS = {
     "objects": obj({
         "scores": {
             "type": "object", "patternProperties": {"^x_[a-z]{1,5}$": {"type": "integer", "minimum": 0, "maximum": 9}},
-            "additionalProperties": False, "minProperties": 2, "maxProperties": 3,
+            "additionalProperties": False, "minProperties": 1, "maxProperties": 3,  # 2: refused, keys may repeat
         },
         "address": {"$ref": "#/$defs/Address"},
     }, **{"$defs": {"Address": obj({"city": {"type": "string", "maxLength": 20}, "zip": {"type": ["string", "null"], "maxLength": 5}})}}),

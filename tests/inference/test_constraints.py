@@ -125,6 +125,12 @@ UNENFORCEABLE = [
     ({"oneOf": [{"type": "string"}, {"type": "string", "maxLength": 3}]}, "oneOf", "#"),
     ({"type": "object", "properties": {"w": {"type": "string", "format": "weekday"}}}, "format", "#/properties/w"),
     ({"type": "object", "properties": {"a b/c": {"type": "array", "uniqueItems": True}}}, "uniqueItems", "#/properties/a%20b~1c"),
+    # Keys beyond `properties` may repeat ({"x_a":1,"x_a":2}): a parser keeps one, under the minimum.
+    ({"type": "object", "patternProperties": {"^x_": {"type": "integer"}}, "minProperties": 2}, "minProperties", "#"),
+    ({"type": "object", "properties": {"m": {"type": "object", "required": ["a"], "minProperties": 3,
+                                             "properties": {"a": {"type": "integer"}}, "additionalProperties": {"type": "integer"}}}},
+     "minProperties", "#/properties/m"),
+    ({"type": "object", "minProperties": 2}, "minProperties", "#"),
 ]
 
 
@@ -140,6 +146,15 @@ def test_strict_refuses_an_unenforceable_keyword_by_name_and_path(compiler, s, k
 def test_non_strict_relaxes_it_and_says_where(compiler, s, keyword, path):
     compiled = compiler.compile(schema(s, strict=False))
     assert f"{keyword} at {path}" in [str(r) for r in compiled.relaxed]
+
+
+@pytest.mark.parametrize("s", [
+    {"type": "object", "patternProperties": {"^x_": {"type": "integer"}}, "minProperties": 1},  # any key makes 1
+    {"type": "object", "required": ["a", "b"], "properties": {"a": {}, "b": {}}, "additionalProperties": True, "minProperties": 2},
+])
+def test_strict_keeps_a_min_properties_that_holds(compiler, s):
+    assert compiler.compile(schema(s, strict=True)).relaxed == ()
+    assert not follows(compiler, schema(s, strict=True), "{}")
 
 
 def test_relaxed_keywords_are_dropped_but_the_rest_is_enforced(compiler):
