@@ -31,6 +31,7 @@ from .load_errors import retry_message
 from .params import GenerationRequest, ModelSpec
 from .scheduler import Scheduler
 from .stats import GenerationStats
+from .remote import upstream_health
 from .status import TierStatus
 
 logger = logging.getLogger(__name__)
@@ -266,7 +267,9 @@ class ModelManager:
             retired = [s for s in self._retired if not s.finished]
         out = {s.spec.name: s.status() for s in retired}
         out.update({name: s.status() for name, s in current.items()})
-        return {name: s for name, s in out.items() if s.state != "unloaded"}
+        out = {name: s for name, s in out.items() if s.state != "unloaded"}
+        out.update(upstream_health.statuses())  # remote tiers: their upstream's health (inference/remote.py)
+        return out
 
 
 _manager = ModelManager()

@@ -52,6 +52,7 @@ class TierStatus:
     engine: EngineStats | None = None  # from the engine, refreshed by its scheduler while it runs
     keep_alive: float | None = None  # seconds it stays loaded after its last request (None: never)
     unload_at: float | None = None  # time.time() it unloads if no request comes (None: busy, or never)
+    upstream: str | None = None  # remote tiers (inference/remote.py): "up", or "down" (circuit breaker open)
 
     @classmethod
     def unloaded(cls, name: str, backend: str = "", kind: str = "") -> "TierStatus":

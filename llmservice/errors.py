@@ -133,3 +133,29 @@ class ResponseNotFound(ServiceError):
     status = 404
     type = "invalid_request_error"
     code = "response_not_found"
+
+
+# --- Remote tiers (issue 16): the upstream's failures, as the client sees them -------------------
+class UpstreamFailed(ServiceError):
+    """The upstream of a remote tier failed (5xx, broken connection) or is marked down."""
+
+    status = 502
+    type = "server_error"
+    code = "upstream_error"
+
+
+class UpstreamTimeout(ServiceError):
+    """The upstream of a remote tier sent nothing within its read timeout."""
+
+    status = 504
+    type = "server_error"
+    code = "upstream_timeout"
+
+
+class UpstreamRejected(ServiceError):
+    """The upstream's own 4xx (the client's mistake), passed through with its status and envelope."""
+
+    def __init__(self, message: str, *, status: int, type: str | None, param: str | None, code: str | None):
+        super().__init__(message, param=param, code=code)
+        self.status = status
+        self.type = type or "invalid_request_error"

@@ -110,6 +110,7 @@ INFERENCE_BACKENDS = {
     "cross_encoder": "inference.backends.rerankers.CrossEncoderEngine",
     "flag_reranker": "inference.backends.rerankers.FlagRerankerEngine",
     "mlx": "inference.backends.mlx_engine.MlxEngine",  # issue 13: MLX tiers (mlx-lm)
+    "remote": "inference.remote.RemoteEngine",  # another OpenAI-compatible server (issue 16)
 }
 
 # --- MLX tiers (issue 13) -------------------------------------------------------------------

@@ -28,6 +28,7 @@ from registry import selectors, services
 from registry.signals import cached_responses_cleared
 
 from .access import authorized_tier
+from .remote import is_remote, remote_endpoint
 from .request_record import note_tier, note_tokens
 from .serving.common import ServedEndpoint
 from .serving.results import RESULT_VERSION, GenerationResult
@@ -270,6 +271,8 @@ async def cached_call(request: HttpRequest, body: Any, *, endpoint: ServedEndpoi
     The tier is resolved once here (registry/tier_snapshot.py: no query) and handed on."""
     tier, spec = await authorized_tier(request, model=body.model)
     note_tier(tier.name)
+    if is_remote(spec):  # issue 16: a remote tier's live run is relayed upstream
+        endpoint = remote_endpoint(endpoint)
     return await cached_run(request, body, tier=tier, spec=spec, endpoint=endpoint)
 
 

@@ -27,6 +27,8 @@ def _tier_health(status: TierStatus | None) -> dict:
     if status is None:
         return {"loaded": False, "state": "unloaded"}
     fields = {"loaded": status.loaded, "state": status.state}
+    if status.upstream is not None:  # a remote tier: its upstream's health (inference/remote.py)
+        fields["upstream"] = status.upstream
     if status.state in ("ready", "retiring"):  # what its engine is doing (TierStatus)
         fields.update(running=status.running, queued=status.queued, slots=status.slots, kv_cache_usage=status.kv_cache_usage)
     if status.state == "ready":  # the keep_alive countdown (None: busy, or it never unloads)

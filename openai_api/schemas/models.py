@@ -26,6 +26,7 @@ class ModelCard(BaseModel):
     slots: int | None = Field(description="Extension: how many requests the loaded engine serves at once.")
     kv_cache_usage: float | None = Field(description="Extension: share of the KV cache in use, 0..1; null without one.")
     aliases: list[str] = Field(description="Extension: other names of the tier.")
+    upstream: str | None = Field(None, description="Extension: a remote tier's upstream, up or down (circuit breaker); null for local tiers.")
     model_file: str = Field(description="Extension: the model file or directory's name.")
     context_length: int | None = Field(
         description="Extension: the context window in tokens (prompt + answer) of a chat tier; null for others."

@@ -19,6 +19,7 @@ from registry.selectors import tier_spec_aget
 from ..access import meter_tokens
 from ..schemas.embeddings import EmbeddingRequest
 from ..request_record import note_tokens
+from ..remote import is_remote, remote_json
 from .common import deadline, require_kind
 
 
@@ -45,6 +46,8 @@ async def create_embeddings(body: EmbeddingRequest, *, spec: ModelSpec | None = 
     """`spec` when the caller already resolved (and authorized) the tier."""
     spec = (spec or await tier_spec_aget(model=body.model)).with_keep_alive(body.keep_alive)
     require_kind(spec, "embedding", "embeddings")
+    if is_remote(spec):  # issue 16: relayed to the tier's upstream
+        return await remote_json(body, spec=spec, path="embeddings")
     result = await get_manager().run_batched(spec, body.to_request(), deadline=deadline())
     await meter_tokens(prompt=result.prompt_tokens)
     note_tokens(prompt_tokens=result.prompt_tokens)

@@ -29,6 +29,7 @@ def model_card(tier: Tier, status: TierStatus | None) -> dict:
         "slots": status.slots if status else None,  # how many requests the loaded engine serves at once
         "kv_cache_usage": status.kv_cache_usage if status else None,  # 0..1; None without a KV cache
         "aliases": tier.alias_list,
+        "upstream": status.upstream if status else None,  # remote tiers: "up" or "down" (circuit breaker)
         "model_file": os.path.basename(tier.model_path.rstrip("/")),
         "context_length": context_length(tier),
     }

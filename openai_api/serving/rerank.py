@@ -14,6 +14,7 @@ from registry.selectors import tier_spec_aget
 from ..access import meter_tokens
 from ..schemas.rerank import RerankRequest
 from ..request_record import note_tokens
+from ..remote import is_remote, remote_json
 from .common import deadline, json_response, new_id, require_kind
 
 
@@ -21,6 +22,8 @@ async def create_rerank(body: RerankRequest, *, spec: ModelSpec | None = None) -
     """`spec` when the caller already resolved (and authorized) the tier."""
     spec = (spec or await tier_spec_aget(model=body.model)).with_keep_alive(body.keep_alive)
     require_kind(spec, "rerank", "rerank")
+    if is_remote(spec):  # issue 16: relayed to the tier's upstream
+        return await remote_json(body, spec=spec, path="rerank")
     request = body.to_request()
     result = await get_manager().run_batched(spec, request, deadline=deadline())
     await meter_tokens(prompt=result.prompt_tokens)

@@ -27,6 +27,7 @@ from registry.services import stored_response_create, stored_response_delete
 
 from ..access import Meter, authorized_tier
 from ..cache import cached_run
+from ..remote import is_remote, remote_responses
 from ..schemas.responses import ITEMS, InputItem, ResponseCreateRequest, items_json
 from .choices import ChoiceRun
 from .common import Keep, ServedEndpoint, json_response, require_kind, sse_response, with_relaxed
@@ -64,6 +65,8 @@ async def response_create(request: HttpRequest, body: ResponseCreateRequest) -> 
     tier, spec = await authorized_tier(request, model=body.model)
     spec = spec.with_keep_alive(body.keep_alive)
     require_kind(spec, "chat", "responses")
+    if is_remote(spec):  # issue 16: relayed to the tier's upstream
+        return await remote_responses(body, spec=spec)
     owner = owner_of(request)
     history = await history_of(body.previous_response_id, owner)
     generation = body.to_generation(spec, history)

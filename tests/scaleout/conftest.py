@@ -1,0 +1,47 @@
+import pytest
+
+from tests.scaleout.servers import LlamaCppServer, SilentUpstream, dead_url
+from tests.server import LiveServer
+
+
+@pytest.fixture(scope="session")
+def llama_cpp_server(tmp_path_factory):
+    server = LlamaCppServer(tmp_path_factory.mktemp("llama_cpp")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def silent_upstream():
+    upstream = SilentUpstream()
+    yield upstream
+    upstream.close()
+
+
+@pytest.fixture(scope="session")
+def front(tmp_path_factory, llm_server, llama_cpp_server, silent_upstream):
+    """A service whose remote tiers point at the shared llmservice (`llm_server`), at
+    llama_cpp.server, at a port nothing listens on and at a stalled fake; `light` is local."""
+    upstream = llm_server.base_url + "/v1"
+    env = {
+        "TIER_NAMES": "light,big,bigembed,bigrerank,foreign,untrusted,down,slow",
+        "CACHE_REQUESTS": "deterministic",
+        "BIG_BACKEND": "remote", "BIG_MODEL_PATH": "light", "BIG_BASE_URL": upstream,
+        "BIGEMBED_BACKEND": "remote", "BIGEMBED_KIND": "embedding", "BIGEMBED_MODEL_PATH": "embed",
+        "BIGEMBED_BASE_URL": upstream,
+        "BIGRERANK_BACKEND": "remote", "BIGRERANK_KIND": "rerank", "BIGRERANK_MODEL_PATH": "rerank",
+        "BIGRERANK_BASE_URL": upstream,
+        "FOREIGN_BACKEND": "remote", "FOREIGN_MODEL_PATH": "smollm2", "FOREIGN_BASE_URL": llama_cpp_server.base_url,
+        "UNTRUSTED_BACKEND": "remote", "UNTRUSTED_MODEL_PATH": "light",
+        "UNTRUSTED_BASE_URL": upstream, "UNTRUSTED_TRUST_JSON_SCHEMA": "false",
+        "DOWN_BACKEND": "remote", "DOWN_MODEL_PATH": "x", "DOWN_BASE_URL": dead_url(), "DOWN_RETRIES": "1",
+        "DOWN_RETRY_BACKOFF": "0.05", "DOWN_BREAKER_FAILURES": "2", "DOWN_BREAKER_RESET_SECONDS": "600",
+        "SLOW_BACKEND": "remote", "SLOW_MODEL_PATH": "x", "SLOW_BASE_URL": silent_upstream.base_url,
+        "SLOW_READ_TIMEOUT": "1", "SLOW_RETRIES": "0",
+    }
+    server = LiveServer(tmp_path_factory.mktemp("front"), env=env)
+    server.manage("migrate", "--noinput")
+    server.manage("sync_tiers")
+    server.start(migrate=False)
+    yield server
+    server.stop()

@@ -1,0 +1,192 @@
+"""Remote tiers end to end: a front llmservice relaying to a second llmservice process (the
+shared `llm_server`) and to `python -m llama_cpp.server`, driven by the openai SDK."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import openai
+import pytest
+
+from tests.server import HTTP_TIMEOUT
+
+PERSON = {
+    "type": "object",
+    "properties": {"name": {"type": "string", "maxLength": 12}, "age": {"type": "integer", "minimum": 0, "maximum": 120}},
+    "required": ["name", "age"],
+    "additionalProperties": False,
+}
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string", "maxLength": 20}},
+                       "required": ["city"], "additionalProperties": False},
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def sdk(front):
+    return openai.OpenAI(base_url=front.base_url + "/v1", api_key="unused", max_retries=0, timeout=HTTP_TIMEOUT)
+
+
+def hello(**kwargs):
+    return dict(messages=[{"role": "user", "content": "Write a long story about a dragon."}], **kwargs)
+
+
+@pytest.mark.parametrize("tier", ["big", "foreign"])
+def test_stream_relayed_chunk_by_chunk(sdk, front, llm_server, tier):
+    """The first chunk reaches the client while the upstream is still generating: not buffered."""
+    stream = sdk.chat.completions.create(model=tier, stream=True, max_tokens=120, temperature=0.8, **hello())
+    texts, running_at_first = [], None
+    for chunk in stream:
+        if chunk.choices and chunk.choices[0].delta.content:
+            if running_at_first is None and tier == "big":
+                running_at_first = llm_server.tier_status("light")["running"]
+            texts.append(chunk.choices[0].delta.content)
+    assert len(texts) > 10  # one of ours per upstream piece
+    assert chunk.model == tier
+    if tier == "big":
+        assert running_at_first == 1  # the upstream was mid-generation when our first chunk arrived
+
+
+def test_non_streamed_answer_and_usage(sdk):
+    answer = sdk.chat.completions.create(model="big", max_tokens=8, temperature=0.5, **hello())
+    assert answer.model == "big" and answer.choices[0].message.content
+    assert answer.usage.completion_tokens == 8 and answer.usage.prompt_tokens > 0
+
+
+def test_completions_through(sdk):
+    answer = sdk.completions.create(model="big", prompt="Once upon a time", max_tokens=6, temperature=0.5)
+    assert answer.model == "big" and answer.choices[0].text and answer.choices[0].finish_reason == "length"
+
+
+@pytest.mark.parametrize("tier", ["big", "foreign"])
+def test_forced_tool_call_through(sdk, tier):
+    answer = sdk.chat.completions.create(
+        model=tier, messages=[{"role": "user", "content": "Weather in Paris?"}], tools=[WEATHER],
+        tool_choice={"type": "function", "function": {"name": "get_weather"}}, max_tokens=60, temperature=0,
+    )
+    call = answer.choices[0].message.tool_calls[0]
+    assert call.function.name == "get_weather"
+    assert isinstance(json.loads(call.function.arguments)["city"], str)
+
+
+def test_json_schema_through(sdk):
+    answer = sdk.chat.completions.create(
+        model="big", messages=[{"role": "user", "content": "A person, as JSON."}], max_tokens=80, temperature=0,
+        response_format={"type": "json_schema", "json_schema": {"name": "person", "strict": True, "schema": PERSON}},
+    )
+    person = json.loads(answer.choices[0].message.content)
+    assert set(person) == {"name", "age"}
+
+
+# The upstream holds a non-strict schema only to what it can enforce: `not` is relaxed (named in
+# X-Schema-Relaxed), so its answer, a JSON string, never matches this schema.
+UNMATCHABLE = {"type": "string", "maxLength": 20, "not": {"type": "string"}}
+
+
+def unmatchable_request(tier: str, stream: bool) -> dict:
+    return {"model": tier, "messages": [{"role": "user", "content": "A word."}], "max_tokens": 30, "temperature": 0.7,
+            "stream": stream,
+            "response_format": {"type": "json_schema", "json_schema": {"name": "word", "schema": UNMATCHABLE}}}
+
+
+def test_trusted_upstream_answer_relayed(front):
+    with front.client() as http:
+        response = http.post("/v1/chat/completions", json=unmatchable_request("big", False))
+    assert response.status_code == 200
+    assert isinstance(json.loads(response.json()["choices"][0]["message"]["content"]), str)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_untrusted_upstream_answer_checked(front, stream):
+    """With trust_json_schema off, an answer that does not match the schema is an error, and
+    none of it reaches the client."""
+    with front.client() as http:
+        response = http.post("/v1/chat/completions", json=unmatchable_request("untrusted", stream))
+    if stream:
+        events = [json.loads(line[6:]) for line in response.text.splitlines()
+                  if line.startswith("data: ") and line != "data: [DONE]"]
+        errors = [e["error"] for e in events if "error" in e]
+        contents = [e["choices"][0]["delta"].get("content") for e in events if e.get("choices")]
+        assert len(errors) == 1 and errors[0]["code"] == "upstream_error"
+        assert not any(contents)
+    else:
+        assert response.status_code == 502
+        errors = [response.json()["error"]]
+    assert "does not match the requested json_schema" in errors[0]["message"]
+
+
+def test_upstream_4xx_passed_through(front):
+    """A request the upstream refuses (the client's mistake) keeps its status and envelope."""
+    with front.client() as http:
+        response = http.post("/v1/chat/completions", json={**hello(), "model": "big", "functions": [{"name": "f"}]})
+    assert response.status_code == 400
+    assert response.json()["error"]["param"] == "functions"
+    assert response.json()["error"]["code"] == "unsupported_parameter"
+
+
+def test_embeddings_and_rerank_through(sdk, front):
+    vectors = sdk.embeddings.create(model="bigembed", input=["a cat", "a dog"])
+    assert vectors.model == "bigembed" and len(vectors.data) == 2 and len(vectors.data[0].embedding) == 384
+    with front.client() as http:
+        ranked = http.post("/v1/rerank", json={"model": "bigrerank", "query": "cats", "documents": ["a cat", "stocks"]})
+    assert ranked.status_code == 200 and len(ranked.json()["results"]) == 2
+
+
+def test_responses_through(sdk):
+    response = sdk.responses.create(model="big", input="Say hi.", max_output_tokens=16, temperature=0.5)
+    assert response.model == "big" and response.output_text
+    events = [e.type for e in sdk.responses.create(model="big", input="Say hi.", max_output_tokens=16, stream=True)]
+    assert events[0] == "response.created" and events[-1] in ("response.completed", "response.incomplete")
+
+
+def test_cache_in_front(front):
+    """A deterministic request to a remote tier is answered from our cache the second time."""
+    body = {**hello(), "model": "big", "max_tokens": 6, "temperature": 0}
+    with front.client() as http:
+        first, second = http.post("/v1/chat/completions", json=body), http.post("/v1/chat/completions", json=body)
+        streamed = http.post("/v1/chat/completions", json={**body, "stream": True})
+    assert (first.headers["X-Cache"], second.headers["X-Cache"], streamed.headers["X-Cache"]) == ("MISS", "HIT", "HIT")
+    assert second.json()["choices"][0]["message"]["content"] == first.json()["choices"][0]["message"]["content"]
+
+
+def test_upstream_down_is_502_and_marked_down(front, sdk):
+    with front.client() as http:
+        for _ in range(2):
+            response = http.post("/v1/chat/completions", json={**hello(), "model": "down"})
+            assert response.status_code == 502
+            assert response.json()["error"]["code"] == "upstream_error"
+        health = http.get("/health").json()["tiers"]
+        models = {m["id"]: m for m in http.get("/v1/models").json()["data"]}
+        third = http.post("/v1/chat/completions", json={**hello(), "model": "down"})
+    assert health["down"]["upstream"] == "down" and health["down"]["state"] == "failed"
+    assert models["down"]["upstream"] == "down"
+    assert "marked down" in third.json()["error"]["message"]  # the breaker answers at once
+    # the other tiers keep working, local and remote
+    assert sdk.chat.completions.create(model="light", max_tokens=4, **hello()).choices[0].message.content
+    assert sdk.chat.completions.create(model="big", max_tokens=4, **hello()).choices[0].message.content
+    assert health["big"]["upstream"] == "up"
+
+
+def test_slow_upstream_is_504(front):
+    with front.client() as http:
+        response = http.post("/v1/chat/completions", json={**hello(), "model": "slow"})
+    assert response.status_code == 504
+    assert response.json()["error"]["code"] == "upstream_timeout"
+
+
+def test_client_disconnect_reaches_upstream(front, llm_server):
+    """Closing our stream mid-answer closes the upstream's: the upstream logs the cancellation."""
+    before = llm_server.log().count("generation cancelled by the client")
+    with httpx.Client(base_url=front.base_url, timeout=HTTP_TIMEOUT) as http:
+        with http.stream("POST", "/v1/chat/completions",
+                         json={**hello(), "model": "big", "max_tokens": 1500, "temperature": 0.8, "stream": True}) as response:
+            lines = response.iter_lines()
+            seen = [line for _, line in zip(range(6), lines)]
+            assert any('"content"' in line for line in seen)
+    deadline_log = llm_server.wait_for_log("generation cancelled by the client")
+    assert deadline_log.count("generation cancelled by the client") > before
