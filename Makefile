@@ -27,6 +27,9 @@ $(VENV)/.installed-test: $(VENV)/.installed-bench requirements-test.txt
 	@# The README's curl and JavaScript examples run as written in the tests.
 	command -v curl >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y curl)
 	command -v node >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y nodejs)
+	@# Issue 16: the several-instances tests start real PostgreSQL and Redis servers.
+	command -v redis-server >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y redis-server)
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y postgresql)
 	touch $@
 
 # The test suite runs the benchmark's smoke version, so the test extras include the bench ones.

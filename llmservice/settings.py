@@ -221,6 +221,17 @@ RESPONSES_RETENTION_DAYS = env.float("RESPONSES_RETENTION_DAYS", default=30.0)  
 # process applies at once; one edited by another process within this time). 0: read it per request.
 TIER_SNAPSHOT_SECONDS = env.float("TIER_SNAPSHOT_SECONDS", default=2.0)
 
+# --- Several instances (issue 16): one PostgreSQL (DATABASE_URL) and one Redis (REDIS_URL) ---------
+# With REDIS_URL, the instances share the response cache's front (Django's Redis cache), single
+# flight of identical requests (a Redis lock) and per-key rate limits (counted in Redis), as well
+# as the channel layer above. Without it, one process keeps all of these in memory.
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+if REDIS_URL:
+    CACHES["responses"] = {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL,
+                           "KEY_PREFIX": "llmservice"}
+    if RATE_LIMITER == "openai_api.ratelimit.InProcessRateLimiter":
+        RATE_LIMITER = "openai_api.ratelimit_redis.RedisRateLimiter"
+
 from llmservice.logs import logging_config  # noqa: E402
 
 LOGGING = logging_config(

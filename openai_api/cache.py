@@ -11,6 +11,7 @@ leader (single flight).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import json
 import logging
@@ -30,6 +31,7 @@ from registry.signals import cached_responses_cleared
 from .access import authorized_tier
 from .remote import is_remote, remote_endpoint
 from .request_record import note_tier, note_tokens
+from .shared import flight_acquire, flight_release, flight_wait, shared_clear, shared_enabled, shared_get, shared_put
 from .serving.common import ServedEndpoint
 from .serving.results import RESULT_VERSION, GenerationResult
 
@@ -113,6 +115,8 @@ response_cache = ResponseCache()
 
 def _on_cleared(sender, tier=None, keys=None, expired_only=False, **kwargs) -> None:
     response_cache.clear(tier=tier, keys=keys, expired_only=expired_only)
+    if shared_enabled() and not expired_only:  # several instances: their shared front too (Redis expires the rest)
+        shared_clear()
 
 
 cached_responses_cleared.connect(_on_cleared, dispatch_uid="openai_api.cache")
@@ -168,7 +172,7 @@ def prompt_text(request: dict) -> str:
 
 # --- reading and writing ---------------------------------------------------------------------
 async def cache_lookup(key: str) -> Entry | None:
-    entry = response_cache.get(key)
+    entry = await _front_get(key)
     if entry is not None:
         if settings.CACHE_PERSIST_TO_DISK:
             await sync_to_async(services.cached_response_hit)(key=key)
@@ -180,8 +184,23 @@ async def cache_lookup(key: str) -> Entry | None:
         return None
     await sync_to_async(services.cached_response_hit)(key=key)
     entry = Entry(row.response, row.tier.name, row.expires_at.timestamp(), row.size_bytes)
-    response_cache.put(key, entry)
+    await _front_put(key, entry)
     return entry
+
+
+# --- the front: this process's LRU, or with REDIS_URL the instances' shared one (openai_api/shared.py)
+async def _front_get(key: str) -> Entry | None:
+    if not shared_enabled():
+        return response_cache.get(key)
+    data = await shared_get(key)
+    return Entry(**data) if data is not None else None
+
+
+async def _front_put(key: str, entry: Entry) -> None:
+    if shared_enabled():
+        await shared_put(key, dataclasses.asdict(entry))
+    else:
+        response_cache.put(key, entry)
 
 
 class _PendingWrites:
@@ -220,7 +239,7 @@ def cache_writes_wait(timeout: float) -> bool:
 
 async def cache_store(*, key: str, tier: str, endpoint: str, config_key: str, request: dict, response: dict) -> None:
     size = len(json.dumps(response))
-    response_cache.put(key, Entry(response, tier, time.time() + settings.CACHE_TTL_SECONDS, size))
+    await _front_put(key, Entry(response, tier, time.time() + settings.CACHE_TTL_SECONDS, size))
     if settings.CACHE_PERSIST_TO_DISK:
         await _pending_writes.write(
             services.cached_response_store,
@@ -289,9 +308,19 @@ async def cached_run(request: HttpRequest, body: Any, *, tier: Any, spec: Any, e
     key = request_key(endpoint=endpoint.name, config_key=spec.config_key, request=normalized)
 
     leader: asyncio.Future | None = None
+    flight: str | None = None  # with REDIS_URL: this instance's lock on the key (single flight across instances)
     if decision.read:
         entry = await cache_lookup(key)
-        if entry is None and key in response_cache.inflight:
+        if entry is None and key not in response_cache.inflight and shared_enabled():
+            flight = await flight_acquire(key)
+            if flight is None:  # another instance is generating it: wait for its answer
+                response_cache.waiting += 1
+                try:
+                    data = await flight_wait(key)
+                finally:
+                    response_cache.waiting -= 1
+                entry = Entry(**data) if data is not None else None
+        elif entry is None and key in response_cache.inflight:
             response_cache.waiting += 1
             try:  # single flight: an identical request is generating; wait for its answer
                 # never longer than the leader's own deadline (REQUEST_TIMEOUT_SECONDS)
@@ -312,6 +341,8 @@ async def cached_run(request: HttpRequest, body: Any, *, tier: Any, spec: Any, e
             response_cache.inflight[key] = leader
 
     def release() -> None:
+        if flight is not None:
+            asyncio.get_running_loop().create_task(flight_release(key, flight))
         if leader is not None:
             if response_cache.inflight.get(key) is leader:
                 del response_cache.inflight[key]

@@ -65,11 +65,11 @@ class LiveServer:
         self.db_path = workdir / "db.sqlite3"
         self.log_path = workdir / "server.log"
         self.port = free_port()
-        self.env = explicit_env(
-            ENV_FILE=str(workdir / "no.env"),  # a developer's .env never leaks into tests
-            DATABASE_URL=f"sqlite:///{self.db_path}",
+        self.env = explicit_env(**{
+            "ENV_FILE": str(workdir / "no.env"),  # a developer's .env never leaks into tests
+            "DATABASE_URL": f"sqlite:///{self.db_path}",  # a test's own DATABASE_URL wins (PostgreSQL)
             **(env or {}),
-        )
+        })
         self.process: subprocess.Popen | None = None
         self._started_once = False
 

@@ -45,3 +45,37 @@ def front(tmp_path_factory, llm_server, llama_cpp_server, silent_upstream):
     server.start(migrate=False)
     yield server
     server.stop()
+
+
+# --- several instances on one PostgreSQL + Redis ---------------------------------------------------
+from pytest_postgresql import factories as pg_factories  # noqa: E402
+from pytest_postgresql.janitor import DatabaseJanitor  # noqa: E402
+from pytest_redis import factories as redis_factories  # noqa: E402
+
+from tests.scaleout.stores import PostgresServer  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    server = PostgresServer.start()
+    yield server
+    server.stop()
+
+
+postgresql_noproc = pg_factories.postgresql_noproc(depends_on="pg_server")
+redis_proc = redis_factories.redis_proc(host="127.0.0.1", port=None, save="")
+
+
+@pytest.fixture(scope="module")
+def shared_stores(postgresql_noproc, redis_proc):
+    """A fresh PostgreSQL database (made by pytest-postgresql's janitor) and the Redis server:
+    their DATABASE_URL and REDIS_URL."""
+    pg = postgresql_noproc
+    janitor = DatabaseJanitor(user=pg.user, host=pg.host, port=pg.port, dbname="llmservice_instances",
+                              password=pg.password)
+    janitor.init()
+    try:
+        yield {"DATABASE_URL": f"postgres://{pg.user}@{pg.host}:{pg.port}/llmservice_instances",
+               "REDIS_URL": f"redis://{redis_proc.host}:{redis_proc.port}/0"}
+    finally:
+        janitor.drop()
