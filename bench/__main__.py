@@ -16,7 +16,7 @@ import traceback
 from datetime import datetime, timezone
 from pathlib import Path
 
-from . import batching, cache, embeddings, engine, mlx_peer, peer, report, startup, structured_output
+from . import batching, cache, embeddings, engine, mlx_peer, peer, remote, report, startup, structured_output
 from .clients import Engine
 from .harness import FULL, SMOKE, Section
 from .procs import N_THREADS, OurServer, PeerServer
@@ -80,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
             attempt(8, "continuous batching", lambda: batching.run(profile, workdir, model))
         if 9 in profile.sections:  # the full profile only: the MLX tier against mlx_lm.server
             attempt(9, "MLX", lambda: mlx_peer.run(profile, workdir))
+        if 10 in profile.sections:  # issue 16: its own two servers (an upstream and a front)
+            attempt(10, "remote tier", lambda: remote.run(profile, workdir))
     finally:
         if args.keep:
             logger.info("work directory kept: %s", workdir)

@@ -35,7 +35,7 @@ class Profile:
     @property
     def sections(self) -> tuple[int, ...]:
         """The sections this profile runs (the smoke run that the tests drive leaves sections 8 and 9 out)."""
-        every = (1, 2, 3, 4, 5, 6, 7, 8, 9) if self.batch_clients else (1, 2, 3, 4, 5, 6, 7)
+        every = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10) if self.batch_clients else (1, 2, 3, 4, 5, 6, 7, 10)
         return tuple(n for n in every if not self.only or n in self.only)
 
     def chat_payload(self, model: str, *, stream: bool) -> dict:

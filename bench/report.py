@@ -18,7 +18,7 @@ logger = logging.getLogger(__name__)
 
 TITLES = {1: "Overhead against the engine", 2: "Against the peer", 3: "Cache hits", 4: "Concurrency",
           5: "Embeddings", 6: "Startup", 7: "Structured output",
-          8: "Continuous batching", 9: "MLX against mlx_lm.server"}
+          8: "Continuous batching", 9: "MLX against mlx_lm.server", 10: "Remote tier"}
 
 
 def machine() -> dict:
