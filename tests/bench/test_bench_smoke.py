@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-SECTIONS = {1, 2, 3, 4, 5, 6, 7}
+SECTIONS = {1, 2, 3, 4, 5, 6, 7, 10}
 
 
 @pytest.mark.e2e
