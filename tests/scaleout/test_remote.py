@@ -39,7 +39,7 @@ def hello(**kwargs):
 @pytest.mark.parametrize("tier", ["big", "foreign"])
 def test_stream_relayed_chunk_by_chunk(sdk, front, llm_server, tier):
     """The first chunk reaches the client while the upstream is still generating: not buffered."""
-    stream = sdk.chat.completions.create(model=tier, stream=True, max_tokens=120, temperature=0.8, **hello())
+    stream = sdk.chat.completions.create(model=tier, stream=True, max_tokens=48, temperature=0.8, **hello())
     texts, running_at_first = [], None
     for chunk in stream:
         if chunk.choices and chunk.choices[0].delta.content:
