@@ -18,10 +18,11 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-from typing import Any
 
 from django.conf import settings
 from django.core.cache import caches
+
+from llmservice.redis_clients import redis_async
 
 SHARED_CACHE = "responses"  # the alias of Django's Redis cache in CACHES
 GENERATION_KEY = "llmservice:responses:generation"
@@ -30,22 +31,13 @@ POLL_SECONDS = 0.05  # how often a follower looks for the leader's answer
 # Deletes the lock only if this leader still holds it (it may have expired and been retaken).
 _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end"
 
-_clients: dict[Any, Any] = {}
-
-
 def shared_enabled() -> bool:
     return bool(settings.REDIS_URL)
 
 
 def redis_client():
-    """An asyncio Redis client for this event loop (a client is bound to the loop it ran on)."""
-    import redis.asyncio
-
-    loop = asyncio.get_running_loop()
-    client = _clients.get(loop)
-    if client is None:
-        client = _clients[loop] = redis.asyncio.Redis.from_url(settings.REDIS_URL)
-    return client
+    """An asyncio Redis client for this event loop."""
+    return redis_async()
 
 
 # --- the cache front ---------------------------------------------------------------------------

@@ -26,12 +26,14 @@ from inference.params import ModelSpec
 
 from .models import Tier
 from .selectors import enabled_or_raise, tier_match, tier_spec
+from .tier_version import tier_version
 
 
 @dataclass
 class _Snapshot:
     tiers: list[Tier]
     read_at: float  # time.monotonic()
+    version: int | None = None  # with REDIS_URL: the table's version across instances (tier_version.py)
     specs: dict[str, ModelSpec] = field(default_factory=dict)  # by tier name, built on first use
 
 
@@ -56,11 +58,13 @@ def _read_tiers() -> list[Tier]:
 async def _current() -> _Snapshot:
     global _snapshot
     snapshot, max_age = _snapshot, settings.TIER_SNAPSHOT_SECONDS
-    if snapshot is not None and time.monotonic() - snapshot.read_at < max_age:
+    version = await tier_version()  # issue 16: with REDIS_URL, an edit on any instance is seen at once
+    if snapshot is not None and (snapshot.version == version if version is not None
+                                 else time.monotonic() - snapshot.read_at < max_age):
         return snapshot
     generation = _generation
     # Not thread-sensitive: a thread-sensitive call would make Django start a thread for this request.
-    fresh = _Snapshot(await sync_to_async(_read_tiers, thread_sensitive=False)(), time.monotonic())
+    fresh = _Snapshot(await sync_to_async(_read_tiers, thread_sensitive=False)(), time.monotonic(), version=version)
     if generation == _generation and max_age > 0:
         _snapshot = fresh
     return fresh

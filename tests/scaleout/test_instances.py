@@ -17,7 +17,8 @@ WAIT = 120  # bounded waits for a state (never asserted on)
 def instances(tmp_path_factory, shared_stores):
     env = {**shared_stores, "TIER_NAMES": "light", "LIGHT_MAX_TOKENS": "5", "CACHE_REQUESTS": "deterministic",
            "API_KEYS_REQUIRED": "true",
-           "CACHE_PERSIST_TO_DISK": "false"}  # only Redis can share an answer: the front is what is tested
+           "CACHE_PERSIST_TO_DISK": "false",  # only Redis can share an answer: the front is what is tested
+           "TIER_SNAPSHOT_SECONDS": "3600"}  # only the cross-instance invalidation can make B see A's edit
     a = LiveServer(tmp_path_factory.mktemp("instance_a"), env=env)
     b = LiveServer(tmp_path_factory.mktemp("instance_b"), env=env)
     a.manage("migrate", "--noinput")
