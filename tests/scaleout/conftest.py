@@ -63,7 +63,8 @@ def pg_server():
 
 
 postgresql_noproc = pg_factories.postgresql_noproc(depends_on="pg_server")
-redis_proc = redis_factories.redis_proc(host="127.0.0.1", port=None, save="")
+# timeout: the server closes idle client connections after this many seconds (pytest-redis: 30)
+redis_proc = redis_factories.redis_proc(host="127.0.0.1", port=None, save="", timeout=3600)
 
 
 @pytest.fixture(scope="module")
