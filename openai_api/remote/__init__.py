@@ -61,7 +61,7 @@ def remote_endpoint(endpoint: ServedEndpoint) -> ServedEndpoint:
         live = RemoteRun(spec, body, path=path)
         return await respond_live(live, renderer_for(spec, body), stream=bool(body.stream), keep=keep)
 
-    def replay(body: Any, *, spec: ModelSpec, result: GenerationResult) -> HttpResponse:
+    async def replay(body: Any, *, spec: ModelSpec, result: GenerationResult) -> HttpResponse:
         return respond_stored(result, renderer_for(spec, body), stream=bool(body.stream))
 
     return ServedEndpoint(endpoint.name, run, replay)
