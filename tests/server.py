@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -52,6 +53,35 @@ def explicit_env(**settings: str) -> dict[str, str]:
     """The inherited system variables plus BASE_SETTINGS plus `settings`."""
     env = {k: os.environ[k] for k in INHERITED if k in os.environ}
     return {**env, **BASE_SETTINGS, **settings}
+
+
+def wait_until_ok(process: subprocess.Popen, url: str, timeout: float, log: Callable[[], str]) -> None:
+    """Poll `url` until it answers 200; a RuntimeError with `log()` if the process exits or time runs out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited early:\n{log()}")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"server did not answer {url} in {timeout} s:\n{log()}")
+
+
+def stop_process(process: subprocess.Popen | None) -> int | None:
+    """Stop a child process (SIGTERM, then SIGKILL after 20 s); its exit code."""
+    if process is None:
+        return None
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=20)
+    return process.returncode
 
 
 class LiveServer:
@@ -112,30 +142,11 @@ class LiveServer:
         return self
 
     def _wait_healthy(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"server exited early:\n{self.log()}")
-            try:
-                if httpx.get(self.base_url + "/health", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(f"server did not become healthy in {timeout} s:\n{self.log()}")
+        wait_until_ok(self.process, self.base_url + "/health", timeout, self.log)
 
     def stop(self) -> int | None:
         """Stop the server (SIGTERM, then SIGKILL after 20 s); its exit code."""
-        if self.process is None:
-            return None
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=20)
-        return self.process.returncode
+        return stop_process(self.process)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

@@ -7,13 +7,10 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
-import httpx
-
 from inference.bundled import smollm2_gguf
-from tests.server import ROOT, explicit_env, free_port
+from tests.server import ROOT, explicit_env, free_port, stop_process, wait_until_ok
 
 
 class LlamaCppServer:
@@ -33,27 +30,15 @@ class LlamaCppServer:
                    "--port", str(self.port), "--n_threads", "2", "--n_ctx", "2048", "--verbose", "false"]
         with open(self.log_path, "a") as log:
             self.process = subprocess.Popen(command, cwd=ROOT, env=explicit_env(), stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"llama_cpp.server exited early:\n{self.log_path.read_text()}")
-            try:
-                if httpx.get(self.base_url + "/models", timeout=2).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        self.stop()
-        raise RuntimeError("llama_cpp.server did not start")
+        try:
+            wait_until_ok(self.process, self.base_url + "/models", timeout, self.log_path.read_text)
+        except BaseException:
+            self.stop()
+            raise
+        return self
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=20)
+        stop_process(self.process)
 
 
 class SilentUpstream:
