@@ -151,12 +151,12 @@ class LiveServer:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
-    def wait_for_log(self, text: str, timeout: float = 60) -> str:
-        """The log once it contains `text` (bounded wait; the assertion is on content, not time)."""
+    def wait_for_log(self, text: str, timeout: float = 60, times: int = 1) -> str:
+        """The log once it contains `text` `times` times (bounded wait; the assertion is on content, not time)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             log = self.log()
-            if text in log:
+            if log.count(text) >= times:
                 return log
             time.sleep(0.05)
         raise AssertionError(f"{text!r} not in server log:\n{self.log()[-3000:]}")

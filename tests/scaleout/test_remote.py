@@ -189,5 +189,6 @@ def test_client_disconnect_reaches_upstream(front, llm_server):
             lines = response.iter_lines()
             seen = [line for _, line in zip(range(6), lines)]
             assert any('"content"' in line for line in seen)
-    deadline_log = llm_server.wait_for_log("generation cancelled by the client")
-    assert deadline_log.count("generation cancelled by the client") > before
+    # the shared upstream may have logged cancellations before: wait for one more than it had
+    log = llm_server.wait_for_log("generation cancelled by the client", times=before + 1)
+    assert log.count("generation cancelled by the client") > before
