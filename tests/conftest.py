@@ -37,9 +37,11 @@ def _fresh_tier_snapshot():
 
 @pytest.fixture
 def manager():
-    """The process's model manager, emptied after the test."""
+    """The process's model manager, emptied before and after the test (a test without this
+    fixture may have left a model loaded)."""
     FakeBackend.reset()
     FakeBatchBackend.reset()
+    unload_everything()
     yield get_manager()
     unload_everything()
 

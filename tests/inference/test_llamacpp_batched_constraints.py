@@ -37,7 +37,8 @@ def engine():
     from inference.bundled import smollm2_gguf
 
     spec = ModelSpec(name="light", backend="llamacpp", kind="chat", model_path=smollm2_gguf(),
-                     load={"n_ctx": 1024, "n_threads": 2, "parallel": 8}, defaults={})
+                     load={"n_ctx": 1024, "n_threads": 2, "parallel": 8, "prompt_reuse": False},
+                     defaults={})  # reuse off: answers compared must not depend on what an earlier test cached
     loaded = BatchedLlamaEngine.load(spec)
     yield loaded
     loaded.close()
