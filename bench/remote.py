@@ -50,11 +50,11 @@ async def _measure(profile: Profile, section: Section, upstream: OurServer, fron
     async with httpx.AsyncClient(timeout=600) as client:
         for url, payload in ((upstream.base_url, direct_payload), (front.base_url, relayed_payload)):  # warm both
             await chat(client, url + "/v1/chat/completions", payload)
-        for _ in range(PAIRS.get(profile.name, 2)):
-            wait_idle(upstream)
-            direct.append(await chat(client, upstream.base_url + "/v1/chat/completions", direct_payload))
-            wait_idle(upstream)
-            relayed.append(await chat(client, front.base_url + "/v1/chat/completions", relayed_payload))
+        for i in range(PAIRS.get(profile.name, 2)):
+            order = [(direct, upstream.base_url, direct_payload), (relayed, front.base_url, relayed_payload)]
+            for outcomes, url, payload in order if i % 2 == 0 else order[::-1]:  # neither always goes first
+                wait_idle(upstream)
+                outcomes.append(await chat(client, url + "/v1/chat/completions", payload))
     failed = [o.status for o in direct + relayed if not o.completed]
     if failed:
         section.notes.append(f"{len(failed)} requests did not complete (statuses {sorted(set(failed))}).")
