@@ -178,10 +178,7 @@ class PromptBuilder:
             return Prompt(tokens, stops + [s for s in template_stops if s], "messages", None, thinking)
         prompt = request.prompt
         if isinstance(prompt, tuple):
-            tokens = list(prompt)
-            bad = [t for t in tokens if not 0 <= t < self.n_vocab]
-            if bad:
-                raise InvalidRequest(TOKEN_OUTSIDE_VOCAB.format(token=bad[0]), param="prompt")
+            tokens = checked_token_ids(prompt, self.n_vocab)
             text = self._model.detokenize(tokens).decode("utf-8", "replace")
         else:
             text = prompt or ""
@@ -264,6 +261,14 @@ def deltas(text: str, released: list, guard: DuplicateCallGuard | None, index: i
     for piece, logprobs in pieces:
         if piece or logprobs:
             yield Delta(piece, logprobs or None, index)
+
+
+def checked_token_ids(prompt: tuple[int, ...], n_vocab: int) -> list[int]:
+    """A prompt given as token ids, as a list; an id outside the vocabulary is a 400."""
+    bad = [t for t in prompt if not 0 <= t < n_vocab]
+    if bad:
+        raise InvalidRequest(TOKEN_OUTSIDE_VOCAB.format(token=bad[0]), param="prompt")
+    return list(prompt)
 
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:

@@ -22,7 +22,7 @@ from llmservice.errors import ContextLengthExceeded, InternalError, InvalidReque
 from ..constraints import ConstraintCompiler, ToolCalls, detect_tool_format
 from ..events import Event, Started, Thinking
 from ..llamacpp_common import (  # the same messages on every chat backend
-    CONTEXT_EXCEEDED, TEMPLATE_REJECTED, TOKEN_OUTSIDE_VOCAB, UNPREPARED, compile_limits,
+    CONTEXT_EXCEEDED, TEMPLATE_REJECTED, UNPREPARED, checked_token_ids, compile_limits,
 )
 from ..params import GenerationRequest, ModelSpec
 from ..thinking import NO_SWITCH, thinking_state, thinking_switch, thinking_tags
@@ -172,10 +172,7 @@ class MlxBackend:
             return tokenizer.encode(text, add_special_tokens=False), stops, "messages", None, thinking
         prompt = request.prompt
         if isinstance(prompt, tuple):
-            tokens = list(prompt)
-            bad = [t for t in tokens if not 0 <= t < self._n_vocab]
-            if bad:
-                raise InvalidRequest(TOKEN_OUTSIDE_VOCAB.format(token=bad[0]), param="prompt")
+            tokens = checked_token_ids(prompt, self._n_vocab)
             text = tokenizer.decode(tokens)
         else:
             text = prompt or ""
