@@ -42,6 +42,13 @@ ENGINE_FAILED = "The model failed while generating; see the server log."
 UNLOADED_BEFORE_LOAD = "The model was unloaded before it finished loading; retry the request."
 
 
+def gather(engine: Engine) -> float:
+    """Seconds `engine` wants to wait for more jobs before its next step (the optional
+    `gather_seconds()` of the engine contract; engines without it step at once)."""
+    wanted = getattr(engine, "gather_seconds", None)
+    return wanted() if wanted is not None else 0.0
+
+
 class Scheduler:
     """Owns one loaded model (of any engine): loads it on its own thread, then serves its queue."""
 
@@ -201,6 +208,10 @@ class Scheduler:
                 self._abort(engine, job)
                 running.discard(job)
             if running or admitted:
+                hold = gather(engine)
+                if hold > 0:  # the engine waits for requests about to join this step
+                    stopping = self._take(waiting, block=True, timeout=hold) or stopping
+                    continue
                 self._step(engine, running)
             now = time.perf_counter()
             if now >= housekeeping_due or admitted or not running:

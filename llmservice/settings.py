@@ -150,6 +150,7 @@ MODELS_DIR = env.path("MODELS_DIR", default=BASE_DIR / "var" / "models")  # mode
 EMBEDDING_MAX_INPUTS = env.int("EMBEDDING_MAX_INPUTS", default=2048)  # most inputs in one embeddings request
 RERANK_MAX_DOCUMENTS = env.int("RERANK_MAX_DOCUMENTS", default=1000)  # most documents in one rerank request
 BATCH_MAX_ITEMS = env.int("BATCH_MAX_ITEMS", default=256)  # most texts (or pairs) one batched forward pass takes
+BATCH_GATHER_MS = env.float("BATCH_GATHER_MS", default=10.0)  # most ms a pass waits for requests expected to join it
 # How token-id inputs to /v1/embeddings are read: "cl100k_base" (OpenAI's embedding tokenizer,
 # what the openai and LangChain clients send) or "model" (the tier's own tokenizer).
 EMBEDDING_TOKEN_IDS = env.str("EMBEDDING_TOKEN_IDS", default="cl100k_base")

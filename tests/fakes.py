@@ -112,6 +112,7 @@ class FakeBatchBackend:
     gate = threading.Event()
     entered = threading.Event()  # set once a forward pass is running (and held at the gate)
     runs: list[int] = []  # texts per forward pass
+    gather_seconds = 0.0  # the engine's gathering window (the real backends' `gather_ms` option)
 
     def __init__(self, spec):
         self.spec = spec
@@ -121,6 +122,7 @@ class FakeBatchBackend:
         cls.gate = threading.Event()
         cls.entered = threading.Event()
         cls.runs = []
+        cls.gather_seconds = 0.0
 
     @classmethod
     def check(cls, spec):

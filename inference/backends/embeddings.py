@@ -45,6 +45,10 @@ class BatchOptions(EngineOptions):
     batch_items: int = option(
         256, setting="BATCH_MAX_ITEMS", ge=1, description="Most texts (or query-document pairs) one forward pass takes."
     )
+    gather_ms: float = option(
+        10.0, setting="BATCH_GATHER_MS", ge=0, le=1000,
+        description="Most milliseconds a forward pass waits for the requests expected to join it (0: never waits).",
+    )
 
 
 def model_dir_problems(spec, kind: str) -> list[str]:
@@ -99,7 +103,9 @@ class _EmbeddingBackend:
         self.tokenizer = tokenizer
         self.max_tokens = max_tokens
         self.size = size
-        self.batch_items = options_load(BatchOptions, spec).batch_items
+        options = options_load(BatchOptions, spec)
+        self.batch_items = options.batch_items
+        self.gather_seconds = options.gather_ms / 1000
 
     @classmethod
     def check(cls, spec) -> list[str]:

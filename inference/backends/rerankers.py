@@ -33,7 +33,9 @@ class _RerankBackend:
         self.spec = spec
         self.tokenizer = tokenizer
         self.max_tokens = max_tokens
-        self.batch_items = options_load(BatchOptions, spec).batch_items
+        options = options_load(BatchOptions, spec)
+        self.batch_items = options.batch_items
+        self.gather_seconds = options.gather_ms / 1000
 
     @classmethod
     def check(cls, spec) -> list[str]:

@@ -61,6 +61,8 @@ class Engine(Protocol):
     # the manager's prepare step compiles a request's constraint with it, off the owner thread, and
     # the compiled form reaches the engine on the job (`job.request.compiled`). Without one, a
     # constrained request is refused with a 400 naming its parameter.
+    # An engine whose step serves whatever is admitted in one pass (ForwardPassEngine) may also have
+    # `gather_seconds() -> float`: how long the scheduler waits for more jobs before stepping.
 
     @classmethod
     def check(cls, spec: ModelSpec) -> list[str]:

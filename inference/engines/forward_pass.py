@@ -5,12 +5,20 @@ and tokenizes one request, `run(batch)` computes a group of them): `admit()` pre
 collects it, `step()` runs each group of compatible jobs (same output options) through the model in
 one forward pass. While a pass runs, new requests queue; the next step takes all of them together.
 Each request still gets its own result, or its own error, as a `Result` or `Failed` event.
+
+Gathering: clients that got their answers from one pass send their next requests one after
+another (each parsed on the event loop), so the first to arrive would start a pass alone and the
+rest would wait a whole pass for the next one. A step therefore waits (`gather_seconds`, at most
+the tier's `gather_ms`) until as many requests are admitted as the previous pass served plus
+those that arrived while it ran. One client at a time never waits; when clients go away, one pass
+waits the full window and the expectation falls to what came.
 Subclass it as `SerialEngine` is (inference/engines/serial.py).
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any, ClassVar
 
 from pydantic import BaseModel
@@ -40,6 +48,9 @@ class ForwardPassEngine:
         self.batches = 0  # forward passes run: one per group of compatible requests
         self._admitted: list[tuple[Job, Prepared]] = []
         self._failed: list[Job] = []  # refused by prepare(): returned by the next step
+        self._expected = 1  # requests the next pass should serve: what the last one served + late joiners
+        self._pass_ended = 0.0  # time.perf_counter() when the last pass ended
+        self._gathering_since: float | None = None  # when the next pass began waiting (None: not yet)
 
     @classmethod
     def check(cls, spec: ModelSpec) -> list[str]:
@@ -66,8 +77,25 @@ class ForwardPassEngine:
             return
         self._admitted.append((job, prepared))
 
+    def gather_seconds(self) -> float:
+        """How much longer the scheduler should wait for requests before the next `step()` (0: step now)."""
+        window = getattr(self.model, "gather_seconds", 0.0)
+        pending = len(self._admitted)
+        if not pending or window <= 0 or self._failed:
+            return 0.0
+        now = time.perf_counter()
+        if self._gathering_since is None:  # requests queued while the last pass ran join the expectation
+            self._gathering_since = now
+            self._expected += sum(1 for job, _ in self._admitted if job.queued_at <= self._pass_ended)
+        expected = min(self._expected, MAX_JOBS_PER_BATCH)
+        if pending >= expected:
+            return 0.0
+        return max(0.0, self._gathering_since + window - now)
+
     def step(self) -> list[Job]:
         """One forward pass per group of compatible admitted requests; every one of them is done."""
+        self._expected = len(self._admitted)  # the next pass expects as many, plus late joiners
+        self._gathering_since = None
         done, self._failed = self._failed, []
         groups: dict[Any, list[tuple[Job, Prepared]]] = {}
         for job, prepared in self._admitted:
@@ -82,6 +110,7 @@ class ForwardPassEngine:
             for (job, _), outcome in zip(items, outcomes):
                 job.emit(Failed(outcome) if isinstance(outcome, BaseException) else Result(outcome))
                 done.append(job)
+        self._pass_ended = time.perf_counter()
         if len(done) > 1:
             logger.debug("%d requests in %d forward pass(es)", len(done), len(groups))
         return done
