@@ -236,13 +236,15 @@ class ModelManager:
         return scheduler.status()
 
     def unload(self, name: str) -> bool:
-        """Unload a tier once its in-flight requests finish; False if it wasn't loaded."""
+        """Unload a tier once its in-flight requests finish; False if it wasn't loaded (never
+        loaded, failed to load, or already unloaded itself when idle)."""
         with self._lock:
             scheduler = self._schedulers.pop(name, None)
             if scheduler is None:
                 return False
+            loaded = scheduler.accepting or not scheduler.finished
             self._retire(scheduler)
-        return True
+        return loaded
 
     def unload_all(self, wait: bool = False, timeout: float | None = None) -> list[str]:
         """Retire every scheduler; with `wait`, until every owner thread (earlier retired ones too)

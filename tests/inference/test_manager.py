@@ -1,6 +1,7 @@
 """The manager's queueing, with the fake backend (tests/fakes.py): no model code runs here."""
 
 import asyncio
+import dataclasses
 import pytest
 
 from inference.events import Delta, Finished, Started
@@ -127,3 +128,11 @@ async def test_n_choices_come_from_one_request_with_indexed_events_and_one_start
     assert {e.index for e in events if isinstance(e, Delta)} == {0, 1, 2}
     assert [r.choice(i).sampling.seed for i in range(3)] == [7, 8, 9]
     assert r.choice(1).n == 1
+
+
+async def test_unloading_a_tier_that_already_unloaded_itself_when_idle_says_it_was_not_loaded(manager):
+    idle = dataclasses.replace(spec(), keep_alive=0.05)
+    await run(manager, idle, request())
+    await async_wait_until(lambda: "fake" not in manager.status(), "the idle model to unload itself")
+    assert FakeBackend.closes == 1
+    assert manager.unload("fake") is False
