@@ -53,3 +53,18 @@ def test_attachments_are_released_with_the_text_that_completes_them():
     assert a.feed(b"ok", 1) == ("ok", [1])
     assert a.feed(b" ST", 2) == (" ", [])  # "ST" held: token 2 not yet complete
     assert a.feed(b"AY", 3) == ("STAY", [2, 3])
+
+
+def test_at_a_stop_string_the_tokens_that_added_nothing_before_it_lose_their_attachments():
+    a = TextAssembler(["END"])
+    assert a.feed(b"abc E", 1) == ("abc ", [])  # "E" held
+    assert a.feed(b"N", 2) == ("", [])
+    assert a.feed(b"D more", 3) == ("", [1])  # "abc " was token 1's: tokens 2 and 3 are the stop's
+    assert a.stopped
+
+
+def test_a_token_that_straddles_the_stop_keeps_its_attachment():
+    a = TextAssembler(["\n\n"])
+    assert a.feed(b"Hi", 1) == ("Hi", [1])
+    assert a.feed(b" there\n", 2) == (" there", [])
+    assert a.feed(b"\nmore", 3) == ("", [2])  # " there" is token 2's: token 3 only completed the stop

@@ -212,6 +212,16 @@ def test_logprobs_are_of_the_raw_logits(engine):
         assert e.top[0][1] == pytest.approx(e.logprob)
 
 
+def test_at_a_stop_string_the_logprobs_are_of_the_tokens_before_it(engine):
+    prompt = "Once upon a time"
+    full = solo(engine, completion(prompt, max_tokens=24, logprobs=True))
+    tokens = [e.token for e in full.logprobs()]
+    at = next(i for i in range(4, len(tokens)) if tokens[i].strip() and tokens[i] not in "".join(tokens[:i]))
+    cut = solo(engine, completion(prompt, max_tokens=24, logprobs=True, stop=[tokens[at]]))  # a whole token
+    assert cut.finished().reason == "stop" and cut.text() == "".join(tokens[:at])
+    assert [e.token for e in cut.logprobs()] == tokens[:at]  # not the stop's token
+
+
 def test_logit_bias_bans_and_forces(engine):
     model = engine._model
     text = solo(engine, completion("The capital of France is", max_tokens=1)).text()
