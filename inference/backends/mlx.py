@@ -54,7 +54,7 @@ def mlx_model_problem(path: str) -> str | None:
 class MlxBackend:
     """One mlx-lm model and tokenizer, used only from its owner thread."""
 
-    def __init__(self, spec: ModelSpec, model: Any, tokenizer: Any, *, parallel: int = 1):
+    def __init__(self, spec: ModelSpec, model: Any, tokenizer: Any, *, parallel: int = 1, prompt_cache: Any = None):
         import mlx.core as mx
 
         from .mlx_constraints import llg_tokenizer
@@ -79,7 +79,7 @@ class MlxBackend:
         )
         self.decoder = MlxDecoder(
             model, eos=self._eos, pieces=pieces, specials=specials, n_vocab=self._n_vocab, parallel=parallel,
-            prefill_step_size=PREFILL_STEP, stream=mx.new_stream(mx.default_device()),
+            prefill_step_size=PREFILL_STEP, stream=mx.new_stream(mx.default_device()), prompt_cache=prompt_cache,
         )
 
     # --- Backend protocol -----------------------------------------------------------------
@@ -89,7 +89,8 @@ class MlxBackend:
         return [problem] if problem else []
 
     @classmethod
-    def load(cls, spec: ModelSpec, *, parallel: int = 1) -> "MlxBackend":
+    def load(cls, spec: ModelSpec, *, parallel: int = 1, prompt_cache: Any = None) -> "MlxBackend":
+        """`prompt_cache`: an `MlxPromptCache` for prompt reuse (None: every prompt is prefilled whole)."""
         problems = cls.check(spec)
         if problems:
             raise ModelUnavailable(f"Model '{spec.name}' cannot be loaded: {'; '.join(problems)}.")
@@ -101,7 +102,7 @@ class MlxBackend:
             model, tokenizer = load(spec.model_path)
         except (ValueError, RuntimeError, OSError, KeyError) as exc:
             raise ModelUnavailable(f"Model '{spec.name}' failed to load: {exc}.") from exc
-        return cls(spec, model, tokenizer, parallel=parallel)
+        return cls(spec, model, tokenizer, parallel=parallel, prompt_cache=prompt_cache)
 
     def close(self) -> None:
         import mlx.core as mx

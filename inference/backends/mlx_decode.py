@@ -6,6 +6,9 @@ token bytes through `TextAssembler` (UTF-8 safe, exact stop strings), the tool-c
 logprobs, the constraint's end. `BatchGenerator` computes a step's next tokens before it returns
 the current ones, so a constraint's matcher has consumed a token by the time we see it.
 
+Prompt reuse: with a `MlxPromptCache`, a finished sequence's KV cache is kept and a new prompt is
+inserted with a copy of the longest cached prefix, so only the rest is prefilled (mlx_prompt_cache.py).
+
 Sampling: `mlx_lm.sample_utils.make_sampler` with keywords. mlx's random generator is global, so
 a seeded sequence gets a sampler of its own with an explicit `mx.random` key (split every step):
 seeded requests batch with any others and still give the same tokens as alone.
@@ -30,6 +33,7 @@ from ..decoding import TextAssembler
 from ..events import Delta, Event, Finished, TokenLogprob
 from ..params import SamplingParams
 from .mlx_constraints import MlxConstraintProcessor
+from .mlx_prompt_cache import MlxPromptCache
 
 PENALTY_CONTEXT = 64  # tokens the repetition/presence/frequency penalties look back on (llama.cpp's default)
 BIAS_OUT_OF_VOCABULARY = "logit_bias token id {token} is outside the vocabulary."
@@ -125,7 +129,7 @@ class MlxDecoder:
     """The batch: `start()` sequences, `step()` them all, `cancel()` one. Owner thread only."""
 
     def __init__(self, model, *, eos: set[int], pieces: list[bytes], specials: frozenset[int], n_vocab: int,
-                 parallel: int, prefill_step_size: int, stream=None):
+                 parallel: int, prefill_step_size: int, stream=None, prompt_cache: MlxPromptCache | None = None):
         self._generator = BatchGenerator(
             model,
             stream=stream,
@@ -139,7 +143,8 @@ class MlxDecoder:
         self._specials = specials
         self._n_vocab = n_vocab
         self._sequences: dict[int, MlxSequence] = {}
-        self.steps = 0
+        self.prompt_cache = prompt_cache  # None: prompt reuse off
+        self.counters = dict(steps=0, prompt_tokens=0, prompt_tokens_evaluated=0, prompt_tokens_reused=0)
 
     def active(self) -> int:
         return len(self._sequences)
@@ -158,9 +163,18 @@ class MlxDecoder:
             preserved=compiled.preserved_tokens if compiled else frozenset(), raw=raw, top=sampling.top_logprobs,
         )
         chain = ([raw] if raw else []) + processors + ([constraint] if constraint else [])
+        cache, reused = None, 0
+        if self.prompt_cache is not None:
+            with mx.stream(self._generator.stream):
+                cache, reused = self.prompt_cache.fetch(tokens)
         (sequence.uid,) = self._generator.insert(
-            [tokens], max_tokens=[budget], samplers=[mlx_sampler(sampling)], logits_processors=[chain]
+            [tokens[reused:]], max_tokens=[budget], caches=[cache], all_tokens=[tokens[:reused]],
+            samplers=[mlx_sampler(sampling)], logits_processors=[chain],
         )
+        counters = self.counters
+        counters["prompt_tokens"] += len(tokens)
+        counters["prompt_tokens_evaluated"] += len(tokens) - reused
+        counters["prompt_tokens_reused"] += reused
         self._sequences[sequence.uid] = sequence
         return sequence
 
@@ -170,17 +184,25 @@ class MlxDecoder:
             return []
         done = []
         responses = self._generator.next_generated()
-        self.steps += 1
+        self.counters["steps"] += 1
+        ended = {}  # uid -> (its KV cache, the tokens it holds) of those mlx-lm ended itself
         for response in responses:
+            if response.finish_reason is not None and response.prompt_cache is not None:
+                ended[response.uid] = (response.prompt_cache, response.all_tokens)
             sequence = self._sequences.get(response.uid)
             if sequence is None:
                 continue
             if self._advance(sequence, response.token, response.finish_reason):
                 done.append(sequence)
-        if done:  # mlx-lm already dropped those it ended itself (end of sequence, max_tokens): no-ops
-            self._generator.remove([s.uid for s in done])
+        if done:  # mlx-lm already dropped those it ended itself (end of sequence, max_tokens)
+            keep = self.prompt_cache is not None
+            ended.update(self._generator.remove([s.uid for s in done if s.uid not in ended], return_prompt_caches=keep))
             for sequence in done:
                 del self._sequences[sequence.uid]
+        if ended and self.prompt_cache is not None:
+            with mx.stream(self._generator.stream):
+                for cache, tokens in ended.values():
+                    self.prompt_cache.store(tokens, cache)
         return done
 
     def cancel(self, sequence: MlxSequence, *, report: bool = True) -> None:
@@ -196,6 +218,8 @@ class MlxDecoder:
         if self._sequences:
             self._generator.remove(list(self._sequences))
             self._sequences.clear()
+        if self.prompt_cache is not None:
+            self.prompt_cache.clear()
         self._generator.close()
 
     # --- one token of one sequence --------------------------------------------------------------

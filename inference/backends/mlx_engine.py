@@ -5,6 +5,8 @@ step); a job with `n` choices takes `n` of them. Joining requests are prefilled 
 finished and aborted ones leave at once. Each sequence has its own sampler (a seeded one with its
 own `mx.random` key, so seeded requests batch like any other and stay reproducible), its own
 penalties/logit_bias processors, its own compiled constraint, stops, logprobs and max_tokens.
+With `prompt_reuse` on, finished sequences' KV caches are kept (bounded, LRU) and a new prompt
+prefills only what follows its longest cached prefix (mlx_prompt_cache.py).
 Every method runs on the model's owner thread.
 """
 
@@ -21,6 +23,7 @@ from ..options import EngineOptions, option, options_load
 from ..params import ModelSpec
 from .mlx import MlxBackend
 from .mlx_decode import MlxSequence
+from .mlx_prompt_cache import MlxPromptCache
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +37,11 @@ class MlxOptions(EngineOptions):
     parallel: int = option(
         8, setting="MLX_PARALLEL", ge=1, le=256, description="Sequences decoded together (continuous batching)."
     )
+    prompt_reuse: bool = option(True, description="Keep finished sequences' KV caches; prefill only what a new prompt adds.")
+    prompt_cache_tokens: int = option(
+        8192, ge=0, description="Most tokens the kept KV caches hold together (least recently used out first)."
+    )
+    prompt_cache_entries: int = option(32, ge=0, le=1024, description="Most finished sequences kept for prompt reuse.")
 
 
 class MlxEngine:
@@ -56,7 +64,10 @@ class MlxEngine:
     @classmethod
     def load(cls, spec: ModelSpec) -> "MlxEngine":
         options = options_load(MlxOptions, spec)
-        return cls(MlxBackend.load(spec, parallel=options.parallel), options.parallel)
+        cache = None
+        if options.prompt_reuse and options.prompt_cache_tokens and options.prompt_cache_entries:
+            cache = MlxPromptCache(max_tokens=options.prompt_cache_tokens, max_entries=options.prompt_cache_entries)
+        return cls(MlxBackend.load(spec, parallel=options.parallel, prompt_cache=cache), options.parallel)
 
     # --- the contract -------------------------------------------------------------------------
     def free_slots(self) -> int:
@@ -112,8 +123,13 @@ class MlxEngine:
             self.model.decoder.cancel(sequence)
 
     def stats(self) -> EngineStats:
+        """Sequences running; counters: `steps`, `prompt_tokens` (of the choices served),
+        `prompt_tokens_evaluated` (prefilled here), `prompt_tokens_reused` (copied from a kept KV cache),
+        `prompt_cache_tokens` and `prompt_cache_entries` (kept now for prompt reuse)."""
         decoder = self.model.decoder
-        return EngineStats(active=decoder.active(), slots=self._parallel, counters={"steps": decoder.steps})
+        cache = decoder.prompt_cache
+        kept = {"prompt_cache_tokens": cache.tokens if cache else 0, "prompt_cache_entries": len(cache) if cache else 0}
+        return EngineStats(active=decoder.active(), slots=self._parallel, counters={**decoder.counters, **kept})
 
     def close(self) -> None:
         self._jobs.clear()

@@ -137,6 +137,8 @@ def test_options(mlx_tiny_path, settings):
     settings.MLX_PARALLEL = 3
     from inference.options import options_resolve
 
-    assert options_resolve(MlxOptions, {}) == {"n_ctx": settings.N_CTX, "parallel": 3}
+    assert options_resolve(MlxOptions, {}) == {
+        "n_ctx": settings.N_CTX, "parallel": 3, "prompt_reuse": True, "prompt_cache_tokens": 8192, "prompt_cache_entries": 32,
+    }
     assert MlxEngine.check(spec(mlx_tiny_path)) == []
     assert "not found" in MlxEngine.check(spec(mlx_tiny_path + "-missing"))[0]
