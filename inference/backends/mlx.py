@@ -15,7 +15,7 @@ import gc
 import logging
 import os
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from llmservice.errors import ContextLengthExceeded, InternalError, InvalidRequest, ModelUnavailable, UnsupportedParameter
 
@@ -26,6 +26,9 @@ from ..llamacpp_common import (  # the same messages on every chat backend
 )
 from ..params import GenerationRequest, ModelSpec
 from ..thinking import NO_SWITCH, thinking_state, thinking_switch, thinking_tags
+
+if TYPE_CHECKING:
+    from .mlx_prompt_cache import MlxPromptCache
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +57,8 @@ def mlx_model_problem(path: str) -> str | None:
 class MlxBackend:
     """One mlx-lm model and tokenizer, used only from its owner thread."""
 
-    def __init__(self, spec: ModelSpec, model: Any, tokenizer: Any, *, parallel: int = 1, prompt_cache: Any = None):
+    def __init__(self, spec: ModelSpec, model: Any, tokenizer: Any, *, parallel: int = 1,
+                 prompt_cache: "MlxPromptCache | None" = None):
         import mlx.core as mx
 
         from .mlx_constraints import llg_tokenizer
@@ -89,7 +93,7 @@ class MlxBackend:
         return [problem] if problem else []
 
     @classmethod
-    def load(cls, spec: ModelSpec, *, parallel: int = 1, prompt_cache: Any = None) -> "MlxBackend":
+    def load(cls, spec: ModelSpec, *, parallel: int = 1, prompt_cache: "MlxPromptCache | None" = None) -> "MlxBackend":
         """`prompt_cache`: an `MlxPromptCache` for prompt reuse (None: every prompt is prefilled whole)."""
         problems = cls.check(spec)
         if problems:

@@ -185,21 +185,21 @@ class MlxDecoder:
         done = []
         responses = self._generator.next_generated()
         self.counters["steps"] += 1
-        ended = {}  # uid -> (its KV cache, the tokens it holds) of those mlx-lm ended itself
+        keep = self.prompt_cache is not None
+        ended = {}  # uid -> (its KV cache, the tokens it holds) of the finished sequences, to keep
         for response in responses:
-            if response.finish_reason is not None and response.prompt_cache is not None:
-                ended[response.uid] = (response.prompt_cache, response.all_tokens)
+            if keep and response.finish_reason is not None and response.prompt_cache is not None:
+                ended[response.uid] = (response.prompt_cache, response.all_tokens)  # mlx-lm ended it
             sequence = self._sequences.get(response.uid)
             if sequence is None:
                 continue
             if self._advance(sequence, response.token, response.finish_reason):
                 done.append(sequence)
-        if done:  # mlx-lm already dropped those it ended itself (end of sequence, max_tokens)
-            keep = self.prompt_cache is not None
-            ended.update(self._generator.remove([s.uid for s in done if s.uid not in ended], return_prompt_caches=keep))
+        if done:  # mlx-lm already dropped those it ended itself (end of sequence, max_tokens): no-ops
+            ended.update(self._generator.remove([s.uid for s in done], return_prompt_caches=keep))
             for sequence in done:
                 del self._sequences[sequence.uid]
-        if ended and self.prompt_cache is not None:
+        if ended:
             with mx.stream(self._generator.stream):
                 for cache, tokens in ended.values():
                     self.prompt_cache.store(tokens, cache)

@@ -37,7 +37,9 @@ class MlxOptions(EngineOptions):
     parallel: int = option(
         8, setting="MLX_PARALLEL", ge=1, le=256, description="Sequences decoded together (continuous batching)."
     )
-    prompt_reuse: bool = option(True, description="Keep finished sequences' KV caches; prefill only what a new prompt adds.")
+    prompt_reuse: bool = option(
+        True, description="Keep finished sequences' KV caches; prefill only what a new prompt adds to one."
+    )
     prompt_cache_tokens: int = option(
         8192, ge=0, description="Most tokens the kept KV caches hold together (least recently used out first)."
     )

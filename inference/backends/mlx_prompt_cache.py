@@ -85,7 +85,7 @@ class MlxPromptCache:
         entry = _Entry(np.asarray(tokens, dtype=np.int64), layers)
         for key, old in list(self._entries.items()):
             # An entry the new one extends (or repeats) serves nothing the new one doesn't.
-            if entry.trimmable and len(old.tokens) <= len(entry.tokens) and common_prefix(old.tokens, entry.tokens) == len(old.tokens):
+            if entry.trimmable and common_prefix(old.tokens, entry.tokens) == len(old.tokens):
                 self._drop(key)
         self._entries[self._next_id] = entry
         self._next_id += 1

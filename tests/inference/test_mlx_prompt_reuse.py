@@ -87,7 +87,8 @@ def test_the_next_turn_reuses_the_whole_previous_exchange(reusing, plain):
     turn1, _ = measured(reusing, chat("My name is Ada. Remember it."))
     turn2 = chat("My name is Ada. Remember it.", turn1.text(), "What is my name?")
     job, delta = measured(reusing, turn2)
-    assert delta["prompt_tokens_reused"] >= prompt_tokens(turn1)  # turn 1's prompt, and its reply as far as it re-tokenizes the same
+    # Turn 1's prompt, and its reply as far as it tokenizes the same again.
+    assert delta["prompt_tokens_reused"] >= prompt_tokens(turn1)
     assert job.text() == run(plain, turn2).text()
     # Turn 1's entry is a prefix of turn 2's: only the longer one is kept.
     assert counters(reusing)["prompt_cache_entries"] == 1
