@@ -33,6 +33,8 @@ UPSTREAM_TIMEOUT = "The upstream of tier '{tier}' sent nothing for {seconds:g} s
 UPSTREAM_DOWN = "The upstream of tier '{tier}' is marked down after repeated failures (last: {reason})."
 UPSTREAM_BROKEN = "The upstream of tier '{tier}' broke off its answer: {reason}"
 MESSAGE_MAX = 1000  # characters of an upstream's error text carried into ours
+OPTIONS_KEPT = 256  # validated option sets kept (one per tier configuration seen)
+DRAIN_MAX_LINES = 16  # lines read after an SSE stream's [DONE] so its connection can be reused
 
 
 @dataclass
@@ -48,8 +50,18 @@ class Pool:
 _pools: dict[str, Pool] = {}
 
 
+_options: dict[str, RemoteOptions] = {}  # by spec.load_key: validated once per configuration
+
+
 def remote_options(spec: ModelSpec) -> RemoteOptions:
-    return RemoteOptions.model_validate(dict(spec.load))
+    """The tier's options (spec.load validated). Kept by `load_key`, which changes with any option,
+    so an edit (seen on the next request, on every instance) is validated afresh."""
+    options = _options.get(spec.load_key)
+    if options is None:
+        if len(_options) >= OPTIONS_KEPT:
+            _options.clear()
+        options = _options[spec.load_key] = RemoteOptions.model_validate(dict(spec.load))
+    return options
 
 
 def upstream_model(spec: ModelSpec, options: RemoteOptions) -> str:
@@ -185,12 +197,18 @@ async def upstream_json(spec: ModelSpec, path: str, payload: dict[str, Any]) -> 
 
 async def sse_events(response: httpx.Response) -> AsyncIterator[dict]:
     """The JSON events of an upstream's SSE stream, each as soon as its line arrives; ends at [DONE].
-    An in-band error event becomes a 502 carrying its message."""
-    async for line in response.aiter_lines():
+    An in-band error event becomes a 502 carrying its message.
+
+    After [DONE] the rest of the body (the chunked encoding's last chunk) is still read: httpcore
+    keeps a connection for the next request only once its response was read to the end; without
+    this every relayed stream opened a new TCP connection to the upstream before its first token."""
+    lines = response.aiter_lines()
+    async for line in lines:
         if not line.startswith("data:"):
             continue
         data = line[5:].strip()
         if data == "[DONE]":
+            await _drain(lines)
             return
         try:
             event = json.loads(data)
@@ -200,3 +218,11 @@ async def sse_events(response: httpx.Response) -> AsyncIterator[dict]:
             raise UpstreamFailed(_message(data)[0] or "the upstream sent an error event")
         if isinstance(event, dict):
             yield event
+
+
+async def _drain(lines: AsyncIterator[str]) -> None:
+    """Read what follows [DONE] to the end of the body, unless the upstream goes on talking
+    (then the connection is simply closed, not reused)."""
+    for _ in range(DRAIN_MAX_LINES):
+        if await anext(lines, None) is None:
+            return
