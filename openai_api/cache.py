@@ -32,7 +32,7 @@ from .access import authorized_tier
 from .remote import is_remote, remote_endpoint
 from .request_record import note_tier, note_tokens
 from .shared import flight_acquire, flight_release, flight_wait, shared_clear, shared_enabled, shared_get, shared_put
-from .serving.common import ServedEndpoint
+from .serving.common import ServedEndpoint, on_response_close
 from .serving.results import RESULT_VERSION, GenerationResult
 
 logger = logging.getLogger(__name__)
@@ -362,7 +362,7 @@ async def cached_run(request: HttpRequest, body: Any, *, tier: Any, spec: Any, e
         release()
         raise
     if response.streaming:
-        _release_on_close(response, release)  # a stream that ends early never calls keep
+        on_response_close(response, release)  # a stream that ends early never calls keep
     else:
         release()
     return _mark(response, MISS)
@@ -376,21 +376,3 @@ def _stored_result(entry: Entry | None) -> GenerationResult | None:
     except (ValueError, KeyError, TypeError):
         logger.warning("cache entry of another form ignored")
         return None
-
-
-def _release_on_close(response: HttpResponse, release: Callable[[], None]) -> None:
-    """Free the followers even if the stream is never iterated (a client gone before the first
-    byte): the handler always closes the response (from the loop or a worker thread)."""
-    loop = asyncio.get_running_loop()
-    close = response.close
-
-    def close_and_release() -> None:
-        try:
-            close()
-        finally:
-            try:
-                loop.call_soon_threadsafe(release)
-            except RuntimeError:  # the loop is closed: nobody is waiting any more
-                pass
-
-    response.close = close_and_release

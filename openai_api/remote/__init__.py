@@ -11,7 +11,8 @@ The seam is the serving layer, chosen by the tier's backend once the tier is res
 
 from __future__ import annotations
 
-from typing import Any, AsyncIterator
+import asyncio
+from typing import Any, AsyncIterator, Awaitable, Callable
 
 from django.http import HttpResponse, StreamingHttpResponse
 
@@ -20,7 +21,7 @@ from inference.remote import REMOTE_BACKEND
 
 from ..access import meter_tokens
 from ..request_record import note_tokens
-from ..serving.common import ServedEndpoint, json_response, require_kind
+from ..serving.common import ServedEndpoint, json_response, on_response_close, require_kind
 from ..serving.respond import respond_live, respond_stored
 from ..serving.results import GenerationResult
 from .runs import LOCAL_FIELDS, RemoteRun
@@ -59,12 +60,31 @@ def remote_endpoint(endpoint: ServedEndpoint) -> ServedEndpoint:
     async def run(body: Any, *, spec: ModelSpec, keep=None) -> HttpResponse:
         require_kind(spec, "chat", label)
         live = RemoteRun(spec, body, path=path)
-        return await respond_live(live, renderer_for(spec, body), stream=bool(body.stream), keep=keep)
+        response = await respond_live(live, renderer_for(spec, body), stream=bool(body.stream), keep=keep)
+        if response.streaming:
+            close_on_response_close(response, live.aclose)
+        return response
 
     async def replay(body: Any, *, spec: ModelSpec, result: GenerationResult) -> HttpResponse:
         return respond_stored(result, renderer_for(spec, body), stream=bool(body.stream))
 
     return ServedEndpoint(endpoint.name, run, replay)
+
+
+def close_on_response_close(response: HttpResponse, aclose: Callable[[], Awaitable[None]]) -> None:
+    """Run `aclose` when the server closes the response (it always does, also when the client
+    left before the body was iterated); a no-op if the stream already closed the upstream."""
+    loop = asyncio.get_running_loop()
+    on_response_close(response, lambda: _background(loop, aclose))
+
+
+_closing: set[asyncio.Task] = set()  # upstream closes under way (the loop keeps only weak references)
+
+
+def _background(loop: asyncio.AbstractEventLoop, aclose: Callable[[], Awaitable[None]]) -> None:
+    task = loop.create_task(aclose())
+    _closing.add(task)
+    task.add_done_callback(_closing.discard)
 
 
 def _payload(body: Any, spec: ModelSpec) -> dict:
@@ -97,20 +117,26 @@ async def remote_responses(body: Any, *, spec: ModelSpec) -> HttpResponse:
     payload["stream"] = True
     request = upstream_request(spec, "responses", payload)
     response = await request.__aenter__()  # errors before any byte: our status and envelope
+    open_request = [request]  # emptied by whichever closes it first
+
+    async def close(exc: BaseException | None = None) -> None:
+        if open_request:
+            await open_request.pop().__aexit__(type(exc) if exc else None, exc, exc.__traceback__ if exc else None)
 
     async def relayed() -> AsyncIterator[bytes]:
         try:
             async for piece in response.aiter_raw():
                 yield piece
         except BaseException as exc:
-            await request.__aexit__(type(exc), exc, exc.__traceback__)
+            await close(exc)
             raise
         else:
-            await request.__aexit__(None, None, None)
+            await close()
 
     streamed = StreamingHttpResponse(relayed(), content_type="text/event-stream")
     streamed["Cache-Control"] = "no-cache"
     streamed["X-Accel-Buffering"] = "no"
+    close_on_response_close(streamed, close)
     return streamed
 
 

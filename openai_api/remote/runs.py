@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import time
+from contextlib import aclosing
 from typing import Any, AsyncIterator
 
 import jsonschema
@@ -86,19 +87,25 @@ class RemoteRun:
         return self.result
 
     async def outputs(self) -> AsyncIterator[Output]:
+        """The outputs as the upstream's chunks arrive. Closing this iterator (the client left:
+        the SSE body is closed, or the request task cancelled) closes the upstream's stream at
+        once, so the upstream stops generating."""
         try:
             if self.schema is None:
-                async for out in self._read():
-                    yield out
+                async with aclosing(self._read()) as outs:
+                    async for out in outs:
+                        yield out
             else:  # held back: nothing reaches the client before the answer is checked
                 outs = [out async for out in self._read()]
                 await sync_to_async(self._validate)()
                 for out in outs:
                     yield out
         finally:
-            await self._close()
+            await self.aclose()
 
-    async def _close(self) -> None:
+    async def aclose(self) -> None:
+        """Close the upstream's stream now (idempotent): also for a stream whose body was never
+        iterated (the client left before its first byte)."""
         request, self._request = self._request, None
         if request is not None:
             await request.__aexit__(None, None, None)

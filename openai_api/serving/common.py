@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
@@ -93,6 +94,25 @@ def sse_response(chunks: AsyncIterator[bytes]) -> StreamingHttpResponse:
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"
     return response
+
+
+def on_response_close(response: HttpResponse, callback: Callable[[], None]) -> None:
+    """Call `callback` on the event loop once the server has closed `response`. The handler
+    always closes it (from the loop or a worker thread), also when the client left before a
+    streamed body was iterated, so what a stream holds is freed even then."""
+    loop = asyncio.get_running_loop()
+    close = response.close
+
+    def close_then_call() -> None:
+        try:
+            close()
+        finally:
+            try:
+                loop.call_soon_threadsafe(callback)
+            except RuntimeError:  # the loop is closed: nobody is waiting any more
+                pass
+
+    response.close = close_then_call
 
 
 def sse_error(exc: ServiceError) -> bytes:
@@ -204,10 +224,11 @@ async def sse_stream(
     """A run's outputs as SSE; an error after the first byte goes in-band. A complete answer
     that was not cut short by its deadline is handed to `keep` once the client has it all."""
     try:
-        async for out in outputs:
-            chunk = renderer.chunk(out)
-            if chunk is not None:
-                yield chunk if isinstance(chunk, bytes) else sse_bytes(chunk)
+        async with aclosing(outputs):  # closing the stream (the client left) closes the run at once
+            async for out in outputs:
+                chunk = renderer.chunk(out)
+                if chunk is not None:
+                    yield chunk if isinstance(chunk, bytes) else sse_bytes(chunk)
         for chunk in renderer.closing(result):
             yield sse_bytes(chunk)
     except ServiceError as exc:

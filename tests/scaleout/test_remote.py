@@ -4,6 +4,8 @@ shared `llm_server`) and to `python -m llama_cpp.server`, driven by the openai S
 from __future__ import annotations
 
 import json
+import re
+import uuid
 
 import httpx
 import openai
@@ -25,6 +27,10 @@ WEATHER = {
                        "required": ["city"], "additionalProperties": False},
     },
 }
+
+
+DISCONNECT_MAX_TOKENS = 600
+NO_END_OF_TEXT = {"0": -100, "2": -100}  # SmolLM2's <|endoftext|> and <|im_end|>: it never ends by itself
 
 
 @pytest.fixture(scope="module")
@@ -181,14 +187,24 @@ def test_slow_upstream_is_504(front):
 
 
 def test_client_disconnect_reaches_upstream(front, llm_server):
-    """Closing our stream mid-answer closes the upstream's: the upstream logs the cancellation."""
-    before = llm_server.log().count("generation cancelled by the client")
+    """Closing our stream mid-answer stops the upstream's generation promptly: the upstream (told
+    to write DISCONNECT_MAX_TOKENS tokens, its end-of-text tokens banned) logs, under our request
+    id, that the client cancelled it after only a few of them. A front that kept the upstream's
+    stream open (or kept reading it) would let it write them all, and no such line would come."""
+    request_id = f"disconnect-{uuid.uuid4().hex[:12]}"
     with httpx.Client(base_url=front.base_url, timeout=HTTP_TIMEOUT) as http:
-        with http.stream("POST", "/v1/chat/completions",
-                         json={**hello(), "model": "big", "max_tokens": 1500, "temperature": 0.8, "stream": True}) as response:
-            lines = response.iter_lines()
-            seen = [line for _, line in zip(range(6), lines)]
-            assert any('"content"' in line for line in seen)
-    # the shared upstream may have logged cancellations before: wait for one more than it had
-    log = llm_server.wait_for_log("generation cancelled by the client", times=before + 1)
-    assert log.count("generation cancelled by the client") > before
+        with http.stream("POST", "/v1/chat/completions", headers={"X-Request-ID": request_id},
+                         json={**hello(), "model": "big", "max_tokens": DISCONNECT_MAX_TOKENS, "temperature": 0.8,
+                               "logit_bias": NO_END_OF_TEXT, "stream": True}) as response:
+            contents = 0
+            for line in response.iter_lines():
+                contents += '"content"' in line
+                if contents == 3:
+                    break
+            assert contents == 3
+    # the upstream logs under our request id (the front passes it on) why its generation ended
+    cancelled = f"[{request_id}]: light: generation cancelled by the client after "
+    log = llm_server.wait_for_log(cancelled)
+    tokens = int(re.search(re.escape(cancelled) + r"(\d+) tokens", log).group(1))
+    assert tokens < DISCONNECT_MAX_TOKENS // 4  # stopped within a few tokens of the client leaving, not at the end
+
