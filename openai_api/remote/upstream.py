@@ -6,6 +6,8 @@ first byte, the circuit breaker, and the upstream's errors as ours.
 - Connection errors and 5xx are retried (backoff doubling from `retry_backoff`) until the upstream
   answers with a status; once it did, nothing is retried (bytes may have reached the client).
   A read timeout is not retried: the upstream took the work.
+- Admission limits apply as to a local tier (`_admitted`): `max_connections` requests run upstream
+  at once, and the tier's queue limits (QUEUE_MAX_WAITING, QUEUE_MAX_WAIT_SECONDS) refuse with 429.
 https://www.python-httpx.org/advanced/clients/  (pools), /advanced/timeouts/
 """
 
@@ -21,6 +23,7 @@ from typing import Any, AsyncIterator
 
 import httpx
 
+from inference.admission import gate_for
 from inference.params import ModelSpec
 from inference.remote import RemoteOptions, upstream_health
 from llmservice.errors import UpstreamFailed, UpstreamRejected, UpstreamTimeout
@@ -45,6 +48,7 @@ class Pool:
     loop: asyncio.AbstractEventLoop
     client: httpx.AsyncClient
     options: RemoteOptions
+    slots: asyncio.Semaphore  # requests running upstream at once: the admission gate's capacity
 
 
 _pools: dict[str, Pool] = {}
@@ -92,7 +96,7 @@ def _pool(spec: ModelSpec) -> Pool:
                               pool=options.read_timeout),
         limits=httpx.Limits(max_connections=options.max_connections, max_keepalive_connections=options.max_connections),
     )
-    pool = _pools[spec.name] = Pool(spec.load_key, loop, client, options)
+    pool = _pools[spec.name] = Pool(spec.load_key, loop, client, options, asyncio.Semaphore(options.max_connections))
     return pool
 
 
@@ -130,19 +134,49 @@ async def upstream_request(spec: ModelSpec, path: str, payload: dict[str, Any]) 
     if down is not None:
         raise UpstreamFailed(UPSTREAM_DOWN.format(tier=tier, reason=down))
     headers = {"X-Request-ID": request_id_var.get()} if request_id_var.get() else {}
-    upstream_health.started(tier)
-    try:
-        response = await _send(pool, tier, path, payload, headers)
+    async with _admitted(pool, spec):
+        upstream_health.started(tier)
         try:
-            yield response
-        except httpx.ReadTimeout:
-            _failed(tier, options, UPSTREAM_TIMEOUT.format(tier=tier, seconds=options.read_timeout), UpstreamTimeout)
-        except httpx.TransportError as exc:
-            _failed(tier, options, UPSTREAM_BROKEN.format(tier=tier, reason=exc or type(exc).__name__), UpstreamFailed)
+            response = await _send(pool, tier, path, payload, headers)
+            try:
+                yield response
+            except httpx.ReadTimeout:
+                _failed(tier, options, UPSTREAM_TIMEOUT.format(tier=tier, seconds=options.read_timeout), UpstreamTimeout)
+            except httpx.TransportError as exc:
+                _failed(tier, options, UPSTREAM_BROKEN.format(tier=tier, reason=exc or type(exc).__name__), UpstreamFailed)
+            finally:
+                await response.aclose()
         finally:
-            await response.aclose()
+            upstream_health.finished(tier)
+
+
+@asynccontextmanager
+async def _admitted(pool: Pool, spec: ModelSpec) -> AsyncIterator[None]:
+    """The tier's admission gate (inference/admission.py), as a local tier's: at most
+    `max_connections` requests run upstream at once; a request that would wait behind the tier's
+    `max_waiting` others, or waits `max_queue_wait_seconds` without starting, is refused (429)."""
+    gate = gate_for(spec.name)
+    gate.capacity = pool.options.max_connections
+    limits = spec.limits
+    admission = gate.admit(limits)  # RateLimited when too many wait
+    try:
+        if pool.slots.locked():
+            wait = limits.max_wait_seconds if limits.max_wait_seconds and limits.max_wait_seconds > 0 else None
+            try:
+                async with asyncio.timeout(wait):
+                    await pool.slots.acquire()
+            except TimeoutError:
+                raise admission.timeout_error("queue", limits) from None
+        else:
+            await pool.slots.acquire()  # free: returns at once
+        admission.started()
+        try:
+            yield
+        finally:
+            pool.slots.release()
+            admission.finished()
     finally:
-        upstream_health.finished(tier)
+        admission.close()
 
 
 def _failed(tier: str, options: RemoteOptions, message: str, error: type) -> None:

@@ -19,12 +19,20 @@ def silent_upstream():
 
 
 @pytest.fixture(scope="session")
-def front(tmp_path_factory, llm_server, llama_cpp_server, silent_upstream):
+def held_upstream():
+    """A second stalled fake, for the admission test alone (it drops its connections)."""
+    upstream = SilentUpstream()
+    yield upstream
+    upstream.close()
+
+
+@pytest.fixture(scope="session")
+def front(tmp_path_factory, llm_server, llama_cpp_server, silent_upstream, held_upstream):
     """A service whose remote tiers point at the shared llmservice (`llm_server`), at
-    llama_cpp.server, at a port nothing listens on and at a stalled fake; `light` is local."""
+    llama_cpp.server, at a port nothing listens on and at stalled fakes; `light` is local."""
     upstream = llm_server.base_url + "/v1"
     env = {
-        "TIER_NAMES": "light,big,bigembed,bigrerank,foreign,untrusted,down,slow",
+        "TIER_NAMES": "light,big,bigembed,bigrerank,foreign,untrusted,down,slow,queued",
         "CACHE_REQUESTS": "deterministic",
         "BIG_BACKEND": "remote", "BIG_MODEL_PATH": "light", "BIG_BASE_URL": upstream,
         "BIGEMBED_BACKEND": "remote", "BIGEMBED_KIND": "embedding", "BIGEMBED_MODEL_PATH": "embed",
@@ -38,6 +46,9 @@ def front(tmp_path_factory, llm_server, llama_cpp_server, silent_upstream):
         "DOWN_RETRY_BACKOFF": "0.05", "DOWN_BREAKER_FAILURES": "2", "DOWN_BREAKER_RESET_SECONDS": "600",
         "SLOW_BACKEND": "remote", "SLOW_MODEL_PATH": "x", "SLOW_BASE_URL": silent_upstream.base_url,
         "SLOW_READ_TIMEOUT": "1", "SLOW_RETRIES": "0",
+        # one request upstream at a time, none may wait: the admission gate's 429
+        "QUEUED_BACKEND": "remote", "QUEUED_MODEL_PATH": "x", "QUEUED_BASE_URL": held_upstream.base_url,
+        "QUEUED_MAX_CONNECTIONS": "1", "QUEUED_MAX_WAITING": "0", "QUEUED_RETRIES": "0",
     }
     server = LiveServer(tmp_path_factory.mktemp("front"), env=env)
     server.manage("migrate", "--noinput")

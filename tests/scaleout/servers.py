@@ -65,10 +65,14 @@ class SilentUpstream:
                 return
             self.connections.append(conn)
 
-    def close(self) -> None:
-        self.sock.close()
+    def drop(self) -> None:
+        """Close every connection accepted so far (the front sees a broken connection)."""
         for conn in self.connections:
             conn.close()
+
+    def close(self) -> None:
+        self.sock.close()
+        self.drop()
 
 
 def dead_url() -> str:

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import json
 import re
+import threading
+import time
 import uuid
 
 import httpx
 import openai
 import pytest
 
+from inference.admission import QUEUE_FULL
 from tests.server import HTTP_TIMEOUT
 
 PERSON = {
@@ -208,3 +211,33 @@ def test_client_disconnect_reaches_upstream(front, llm_server):
     tokens = int(re.search(re.escape(cancelled) + r"(\d+) tokens", log).group(1))
     assert tokens < DISCONNECT_MAX_TOKENS // 4  # stopped within a few tokens of the client leaving, not at the end
 
+
+def test_admission_limit_applies_to_remote_tier(front, held_upstream):
+    """The tier's admission gate in front of its upstream (a stalled fake): with one request
+    running (max_connections 1) and none allowed to wait (max_waiting 0), the next is a 429 with
+    the envelope and Retry-After, as a local tier's would be, without reaching the upstream."""
+    accepted = len(held_upstream.connections)
+    first: dict = {}
+
+    def hold() -> None:
+        with front.client() as http:
+            first["response"] = http.post("/v1/chat/completions", json={**hello(), "model": "queued"})
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        deadline = time.monotonic() + 60
+        while len(held_upstream.connections) == accepted and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert len(held_upstream.connections) == accepted + 1  # the first request is running upstream
+        with front.client(timeout=30) as http:  # refused at once; without the gate it would hang
+            refused = http.post("/v1/chat/completions", json={**hello(), "model": "queued"})
+        assert refused.status_code == 429
+        error = refused.json()["error"]
+        assert error["code"] == "rate_limit_exceeded" and error["type"] == "requests"
+        assert error["message"] == QUEUE_FULL.format(tier="queued", waiting=0, limit=0, retry=refused.headers["Retry-After"])
+        assert len(held_upstream.connections) == accepted + 1  # the refused one never went upstream
+    finally:
+        held_upstream.drop()  # the first request's upstream breaks off: a 502, and its slot is free
+        holder.join(timeout=HTTP_TIMEOUT)
+    assert first["response"].status_code == 502
