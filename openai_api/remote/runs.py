@@ -19,7 +19,6 @@ import time
 from contextlib import aclosing
 from typing import Any, AsyncIterator
 
-import jsonschema
 from asgiref.sync import sync_to_async
 
 from inference.events import TokenLogprob
@@ -163,6 +162,8 @@ class RemoteRun:
             raise
 
     def _validate(self) -> None:
+        import jsonschema  # only untrusted upstreams need it: its import is not paid by every process
+
         for c in self.result.choices:
             try:
                 jsonschema.validate(_json(c), self.schema)
