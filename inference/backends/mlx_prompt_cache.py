@@ -23,13 +23,12 @@ from mlx_lm.models.cache import can_trim_prompt_cache, trim_prompt_cache
 
 
 class _Entry:
-    __slots__ = ("tokens", "layers", "trimmable", "nbytes")
+    __slots__ = ("tokens", "layers", "trimmable")
 
     def __init__(self, tokens: np.ndarray, layers: list[Any]):
         self.tokens = tokens
         self.layers = layers
         self.trimmable = can_trim_prompt_cache(layers)
-        self.nbytes = sum(layer.nbytes for layer in layers)
 
 
 def common_prefix(a: np.ndarray, b: np.ndarray) -> int:
@@ -52,10 +51,6 @@ class MlxPromptCache:
 
     def __len__(self) -> int:
         return len(self._entries)
-
-    @property
-    def nbytes(self) -> int:
-        return sum(e.nbytes for e in self._entries.values())
 
     def fetch(self, prompt: Sequence[int]) -> tuple[list[Any] | None, int]:
         """(a private copy of the cache holding the prompt's first `n` tokens, n), or (None, 0).

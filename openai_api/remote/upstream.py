@@ -160,15 +160,12 @@ async def _admitted(pool: Pool, spec: ModelSpec) -> AsyncIterator[None]:
     limits = spec.limits
     admission = gate.admit(limits)  # RateLimited when too many wait
     try:
-        if pool.slots.locked():
-            wait = limits.max_wait_seconds if limits.max_wait_seconds and limits.max_wait_seconds > 0 else None
-            try:
-                async with asyncio.timeout(wait):
-                    await pool.slots.acquire()
-            except TimeoutError:
-                raise admission.timeout_error("queue", limits) from None
-        else:
-            await pool.slots.acquire()  # free: returns at once
+        wait = limits.max_wait_seconds if limits.max_wait_seconds and limits.max_wait_seconds > 0 else None
+        try:
+            async with asyncio.timeout(wait):
+                await pool.slots.acquire()  # a free slot: returns at once
+        except TimeoutError:
+            raise admission.timeout_error("queue", limits) from None
         admission.started()
         try:
             yield
