@@ -22,6 +22,7 @@ import asyncio
 import logging
 import os
 import signal
+import sys
 from typing import Any, Callable
 
 from django.conf import settings
@@ -81,6 +82,9 @@ class Lifecycle:
         except TimeoutError as exc:
             names = []
             logger.error("%s Exiting without waiting for it.", exc)
+        upstream = sys.modules.get("openai_api.remote.upstream")  # remote tiers' pools, if any was used
+        if upstream is not None:
+            await upstream.close_pools()
         if not await asyncio.to_thread(cache_writes_wait, CACHE_WRITE_WAIT_SECONDS):
             logger.error("Cache writes still running after %gs; exiting without them", CACHE_WRITE_WAIT_SECONDS)
         unloaded = ", ".join(names) if names else "no model was loaded"

@@ -125,7 +125,7 @@ async def remote_responses(body: Any, *, spec: ModelSpec) -> HttpResponse:
 
     async def relayed() -> AsyncIterator[bytes]:
         try:
-            async for piece in response.aiter_raw():
+            async for piece in response.raw():
                 yield piece
         except BaseException as exc:
             await close(exc)

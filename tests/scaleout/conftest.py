@@ -1,6 +1,6 @@
 import pytest
 
-from tests.scaleout.servers import LlamaCppServer, SilentUpstream, dead_url
+from tests.scaleout.servers import LlamaCppServer, ScriptedUpstream, SilentUpstream, dead_url
 from tests.server import LiveServer
 
 
@@ -27,12 +27,19 @@ def held_upstream():
 
 
 @pytest.fixture(scope="session")
-def front(tmp_path_factory, llm_server, llama_cpp_server, silent_upstream, held_upstream):
+def scripted_upstream():
+    upstream = ScriptedUpstream()
+    yield upstream
+    upstream.close()
+
+
+@pytest.fixture(scope="session")
+def front(tmp_path_factory, llm_server, llama_cpp_server, silent_upstream, held_upstream, scripted_upstream):
     """A service whose remote tiers point at the shared llmservice (`llm_server`), at
     llama_cpp.server, at a port nothing listens on and at stalled fakes; `light` is local."""
     upstream = llm_server.base_url + "/v1"
     env = {
-        "TIER_NAMES": "light,big,bigembed,bigrerank,foreign,untrusted,down,slow,queued",
+        "TIER_NAMES": "light,big,bigembed,bigrerank,foreign,untrusted,down,slow,queued,scripted,broken,stalled",
         "CACHE_REQUESTS": "deterministic",
         "BIG_BACKEND": "remote", "BIG_MODEL_PATH": "light", "BIG_BASE_URL": upstream,
         "BIGEMBED_BACKEND": "remote", "BIGEMBED_KIND": "embedding", "BIGEMBED_MODEL_PATH": "embed",
@@ -49,6 +56,12 @@ def front(tmp_path_factory, llm_server, llama_cpp_server, silent_upstream, held_
         # one request upstream at a time, none may wait: the admission gate's 429
         "QUEUED_BACKEND": "remote", "QUEUED_MODEL_PATH": "x", "QUEUED_BASE_URL": held_upstream.base_url,
         "QUEUED_MAX_CONNECTIONS": "1", "QUEUED_MAX_WAITING": "0", "QUEUED_RETRIES": "0",
+        # a scripted fake: whole streams, a stream broken off, a stream that stalls mid-way
+        "SCRIPTED_BACKEND": "remote", "SCRIPTED_MODEL_PATH": "ok", "SCRIPTED_BASE_URL": scripted_upstream.base_url,
+        "BROKEN_BACKEND": "remote", "BROKEN_MODEL_PATH": "break", "BROKEN_BASE_URL": scripted_upstream.base_url,
+        "BROKEN_RETRIES": "0",
+        "STALLED_BACKEND": "remote", "STALLED_MODEL_PATH": "stall", "STALLED_BASE_URL": scripted_upstream.base_url,
+        "STALLED_READ_TIMEOUT": "1", "STALLED_RETRIES": "0",
     }
     server = LiveServer(tmp_path_factory.mktemp("front"), env=env)
     server.manage("migrate", "--noinput")

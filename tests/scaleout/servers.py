@@ -78,3 +78,85 @@ class SilentUpstream:
 def dead_url() -> str:
     """A loopback URL nothing listens on (connection refused)."""
     return f"http://127.0.0.1:{free_port()}/v1"
+
+
+class ScriptedUpstream:
+    """A fake upstream (named so): an HTTP/1.1 server with keep-alive that answers every POST with
+    a chunked SSE stream chosen by the request's `model`, and counts the TCP connections it took:
+    - "ok": three content chunks, usage, [DONE], then (50 ms later) the chunked encoding's last chunk;
+    - "break": one content chunk, then the connection is closed mid-body;
+    - "stall": one content chunk, then nothing for STALL_SECONDS."""
+
+    STALL_SECONDS = 5.0
+    WORDS = ("Hello", " scripted", " world")
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.connections = 0
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        import json
+        import time
+
+        reader = conn.makefile("rb")
+        try:
+            while True:
+                length = None
+                line = reader.readline()
+                if not line:
+                    return
+                while line not in (b"\r\n", b"\n", b""):
+                    name, _, value = line.decode("latin-1").partition(":")
+                    if name.strip().lower() == "content-length":
+                        length = int(value)
+                    line = reader.readline()
+                mode = json.loads(reader.read(length or 0)).get("model")
+                conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n")
+
+                def event(data: str) -> None:
+                    payload = f"data: {data}\n\n".encode()
+                    conn.sendall(b"%x\r\n%s\r\n" % (len(payload), payload))
+
+                def delta(content: str, finish: str | None = None) -> str:
+                    return json.dumps({"id": "x", "object": "chat.completion.chunk", "created": 0, "model": mode,
+                                       "choices": [{"index": 0, "delta": {"content": content}, "finish_reason": finish}]})
+
+                event(delta(self.WORDS[0]))
+                if mode == "break":
+                    conn.shutdown(socket.SHUT_RDWR)
+                    return
+                if mode == "stall":
+                    time.sleep(self.STALL_SECONDS)
+                    return
+                for word in self.WORDS[1:]:
+                    event(delta(word))
+                event(delta("", "stop"))
+                event(json.dumps({"id": "x", "object": "chat.completion.chunk", "created": 0, "model": mode, "choices": [],
+                                  "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8}}))
+                event("[DONE]")
+                time.sleep(0.05)  # the last chunk in a write of its own, as a server's generator ending sends it
+                conn.sendall(b"0\r\n\r\n")
+        except OSError:
+            return
+        finally:
+            conn.close()
+
+    def close(self) -> None:
+        self.sock.close()

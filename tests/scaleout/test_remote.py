@@ -241,3 +241,38 @@ def test_admission_limit_applies_to_remote_tier(front, held_upstream):
         held_upstream.drop()  # the first request's upstream breaks off: a 502, and its slot is free
         holder.join(timeout=HTTP_TIMEOUT)
     assert first["response"].status_code == 502
+
+
+def _stream_lines(http: httpx.Client, model: str) -> list[str]:
+    with http.stream("POST", "/v1/chat/completions",
+                     json={**hello(), "model": model, "temperature": 0.7, "stream": True}) as response:
+        assert response.status_code == 200
+        return [line[6:] for line in response.iter_lines() if line.startswith("data: ")]
+
+
+def _content(lines: list[str]) -> str:
+    chunks = [json.loads(line) for line in lines if line != "[DONE]"]
+    return "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c.get("choices"))
+
+
+def test_relayed_streams_reuse_one_upstream_connection(front, scripted_upstream):
+    """Streams relayed one after another share one connection to the upstream (a kept-alive
+    connection is reused only once its chunked body was read to the end, after [DONE])."""
+    before = scripted_upstream.connections
+    with front.client() as http:
+        answers = [_content(_stream_lines(http, "scripted")) for _ in range(3)]
+    assert answers == ["Hello scripted world"] * 3
+    assert scripted_upstream.connections - before <= 1
+
+
+@pytest.mark.parametrize(("tier", "says"), [("broken", "broke off its answer"), ("stalled", "sent nothing for 1 s")])
+def test_upstream_failing_mid_stream_ends_ours_with_an_error(front, tier, says):
+    """A stream the upstream breaks off (or stops feeding for read_timeout) after its first chunk:
+    the client has that chunk, then an error event naming what happened, then the end; no hang."""
+    started = time.monotonic()
+    with front.client() as http:
+        lines = _stream_lines(http, tier)
+    errors = [json.loads(line)["error"] for line in lines if line != "[DONE]" and "error" in json.loads(line)]
+    assert _content([line for line in lines if '"error"' not in line]) == "Hello"
+    assert len(errors) == 1 and says in errors[0]["message"], lines
+    assert time.monotonic() - started < HTTP_TIMEOUT
