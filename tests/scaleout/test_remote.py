@@ -268,11 +268,10 @@ def test_relayed_streams_reuse_one_upstream_connection(front, scripted_upstream)
 @pytest.mark.parametrize(("tier", "says"), [("broken", "broke off its answer"), ("stalled", "sent nothing for 1 s")])
 def test_upstream_failing_mid_stream_ends_ours_with_an_error(front, tier, says):
     """A stream the upstream breaks off (or stops feeding for read_timeout) after its first chunk:
-    the client has that chunk, then an error event naming what happened, then the end; no hang."""
-    started = time.monotonic()
+    the client has that chunk, then an error event naming what happened, then the end (a stream
+    left hanging would fail the client's read timeout)."""
     with front.client() as http:
         lines = _stream_lines(http, tier)
     errors = [json.loads(line)["error"] for line in lines if line != "[DONE]" and "error" in json.loads(line)]
     assert _content([line for line in lines if '"error"' not in line]) == "Hello"
     assert len(errors) == 1 and says in errors[0]["message"], lines
-    assert time.monotonic() - started < HTTP_TIMEOUT
