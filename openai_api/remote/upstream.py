@@ -58,10 +58,6 @@ class UpstreamResponse:
     def __init__(self, response: aiohttp.ClientResponse):
         self._response = response
 
-    @property
-    def status_code(self) -> int:
-        return self._response.status
-
     async def read(self) -> bytes:
         return await self._response.read()
 
@@ -152,7 +148,7 @@ def _pool(spec: ModelSpec) -> Pool:
         if pool.key != spec.load_key:
             upstream_health.forget(spec.name)  # a new upstream: judged afresh
         if pool.loop is loop:
-            _closing.add(loop.create_task(_close_later(pool.session)))
+            _closing.add(loop.create_task(_close_when_idle(pool)))
     options = remote_options(spec)
     headers = {"Content-Type": "application/json"}
     if options.api_key_env:
@@ -171,14 +167,16 @@ def _pool(spec: ModelSpec) -> Pool:
 
 
 _closing: set[asyncio.Task] = set()  # old pools closing (the loop keeps only weak references)
-POOL_CLOSE_AFTER_SECONDS = 600  # an edited tier's old pool: requests still using it finish first
 
 
-async def _close_later(session: aiohttp.ClientSession) -> None:
+async def _close_when_idle(pool: Pool) -> None:
+    """An edited tier's old pool: closed once the requests still using it have finished (each
+    holds one of its slots until its response is closed); no new request reaches it."""
     try:
-        await asyncio.sleep(POOL_CLOSE_AFTER_SECONDS)
+        for _ in range(pool.options.max_connections):
+            await pool.slots.acquire()
     finally:
-        await session.close()
+        await pool.session.close()
         _closing.discard(asyncio.current_task())
 
 

@@ -41,17 +41,15 @@ class LlamaCppServer:
         stop_process(self.process)
 
 
-class SilentUpstream:
-    """A fake upstream: accepts connections, reads requests, never answers (a stalled server)."""
+class _LoopbackListener:
+    """A listening socket on a free loopback port; `accepted` gets each connection, on a thread."""
 
     def __init__(self) -> None:
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(16)
         self.port = self.sock.getsockname()[1]
-        self.connections: list[socket.socket] = []
-        self._thread = threading.Thread(target=self._accept, daemon=True)
-        self._thread.start()
+        threading.Thread(target=self._accept, daemon=True).start()
 
     @property
     def base_url(self) -> str:
@@ -63,7 +61,21 @@ class SilentUpstream:
                 conn, _ = self.sock.accept()
             except OSError:
                 return
-            self.connections.append(conn)
+            self.accepted(conn)
+
+    def accepted(self, conn: socket.socket) -> None:
+        raise NotImplementedError
+
+
+class SilentUpstream(_LoopbackListener):
+    """A fake upstream: accepts connections, reads requests, never answers (a stalled server)."""
+
+    def __init__(self) -> None:
+        self.connections: list[socket.socket] = []
+        super().__init__()
+
+    def accepted(self, conn: socket.socket) -> None:
+        self.connections.append(conn)
 
     def drop(self) -> None:
         """Close every connection accepted so far (the front sees a broken connection)."""
@@ -80,7 +92,7 @@ def dead_url() -> str:
     return f"http://127.0.0.1:{free_port()}/v1"
 
 
-class ScriptedUpstream:
+class ScriptedUpstream(_LoopbackListener):
     """A fake upstream (named so): an HTTP/1.1 server with keep-alive that answers every POST with
     a chunked SSE stream chosen by the request's `model`, and counts the TCP connections it took:
     - "ok": three content chunks, usage, [DONE], then (50 ms later) the chunked encoding's last chunk;
@@ -91,25 +103,12 @@ class ScriptedUpstream:
     WORDS = ("Hello", " scripted", " world")
 
     def __init__(self) -> None:
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.port = self.sock.getsockname()[1]
         self.connections = 0
-        threading.Thread(target=self._accept, daemon=True).start()
+        super().__init__()
 
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.connections += 1
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+    def accepted(self, conn: socket.socket) -> None:
+        self.connections += 1
+        threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
 
     def _serve(self, conn: socket.socket) -> None:
         import json
