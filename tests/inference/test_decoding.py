@@ -68,3 +68,36 @@ def test_a_token_that_straddles_the_stop_keeps_its_attachment():
     assert a.feed(b"Hi", 1) == ("Hi", [1])
     assert a.feed(b" there\n", 2) == (" there", [])
     assert a.feed(b"\nmore", 3) == ("", [2])  # " there" is token 2's: token 3 only completed the stop
+
+
+def test_a_split_character_keeps_its_tokens_attachments_until_it_completes():
+    woman = "👩".encode()  # 4 bytes
+    a = TextAssembler()
+    assert a.feed(woman[:2], 1) == ("", [])
+    assert a.feed(woman[2:3], 2) == ("", [])
+    assert a.feed(woman[3:], 3) == ("👩", [1, 2, 3])
+
+
+def test_generation_ending_inside_a_character_drops_it_and_its_tokens_attachments():
+    woman = "👩".encode()
+    a = TextAssembler()
+    assert a.feed(b"Hi ", 1) == ("Hi ", [1])
+    assert a.feed(woman[:2], 2) == ("", [])
+    assert a.feed(woman[2:3], 3) == ("", [])
+    assert a.flush() == ("", [])  # no U+FFFD, and no logprobs for bytes the text does not have
+    assert not a.stopped
+
+
+def test_a_token_that_straddles_the_end_inside_a_character_keeps_its_attachment():
+    woman = "👩".encode()
+    a = TextAssembler(["END"])
+    assert a.feed(b"ok", 1) == ("ok", [1])
+    assert a.feed(b" E" + woman[:1], 2) == (" ", [])  # "E" held (it may start "END"), then a first byte
+    assert a.feed(woman[1:3], 3) == ("", [])
+    assert a.flush() == ("E", [2])  # token 2 added "E"; token 3 added nothing
+
+
+def test_a_stop_string_followed_by_the_first_bytes_of_a_character():
+    a = TextAssembler(["END"])
+    assert a.feed(b"abc END" + "👩".encode()[:2], 1) == ("abc ", [1])
+    assert a.stopped and a.flush() == ("", [])
