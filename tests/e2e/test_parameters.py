@@ -14,6 +14,7 @@ import openai
 import pytest
 
 from tests.e2e.live import EOG_BAN, chat_text, completion_text, live
+from tests.inference.split_characters import cut_inside_a_character
 
 pytestmark = pytest.mark.e2e
 
@@ -128,6 +129,27 @@ def test_characters_split_across_tokens_arrive_whole(client, prompt, sample):
     assert b"".join(bytes(t.bytes) for t in tokens).decode("utf-8") == text
     assert sample in text and "\ufffd" not in text
     assert chat_text(chat(client, messages=messages, temperature=0, max_tokens=24, stream=True)) == text
+
+
+@pytest.mark.parametrize("model", ["light", "light-mlx"])
+@pytest.mark.parametrize("prompt", ["Write three emoji: ", "Translate to Japanese: Hello, how are you?"])
+def test_an_answer_cut_inside_a_character_ends_before_it(client, model, prompt):
+    """max_tokens set to end inside a character (from a longer run's token bytes): the content ends
+    before it, no U+FFFD, and the logprobs are of the tokens whose bytes reached the content, streamed
+    or not; usage still counts every generated token."""
+    ask = dict(model=model, messages=[{"role": "user", "content": prompt}], temperature=0, logprobs=True)
+    longer = live(client.chat.completions, **ask, max_tokens=8)
+    pieces = [bytes(t.bytes) for t in longer.choices[0].logprobs.content]
+    n, whole = cut_inside_a_character(pieces)
+    reply = live(client.chat.completions, **ask, max_tokens=n)
+    choice = reply.choices[0]
+    assert choice.finish_reason == "length" and reply.usage.completion_tokens == n
+    assert content(reply) == b"".join(pieces[:whole]).decode("utf-8") and "\ufffd" not in content(reply)
+    assert [bytes(t.bytes) for t in choice.logprobs.content] == pieces[:whole]
+    streamed = live(client.chat.completions, **ask, max_tokens=n, stream=True, stream_options={"include_usage": True})
+    assert chat_text(streamed) == content(reply) and streamed[-1].usage.completion_tokens == n
+    entries = [t for c in streamed if c.choices and c.choices[0].logprobs for t in c.choices[0].logprobs.content]
+    assert [bytes(t.bytes) for t in entries] == pieces[:whole]
 
 
 @pytest.fixture(scope="module")

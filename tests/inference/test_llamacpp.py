@@ -6,6 +6,7 @@ from inference.backends.llamacpp import LlamaCppBackend
 from inference.events import Delta, Finished, Started
 from inference.params import ChatMessage, GenerationRequest, ModelSpec, resolve_sampling
 from llmservice.errors import ContextLengthExceeded, InvalidRequest, ModelUnavailable
+from tests.inference.split_characters import cut_inside_a_character
 
 
 def make_spec(path, **load):
@@ -144,3 +145,14 @@ def test_named_chat_format_override(backend, smollm2_path):
         assert started.prompt_tokens != run(backend, messages=messages, temperature=0, max_tokens=4)[0].prompt_tokens
     finally:
         llama2.close()
+
+
+def test_max_tokens_inside_a_character_drops_its_first_bytes_and_their_tokens_logprobs(backend):
+    messages = (ChatMessage("user", "Write three emoji: "),)
+    _, _, deltas, _ = run(backend, messages=messages, temperature=0, max_tokens=12, logprobs=True)
+    pieces = [bytes(lp.bytes) for d in deltas for lp in (d.logprobs or [])]
+    n, whole = cut_inside_a_character(pieces)
+    _, text, deltas, finished = run(backend, messages=messages, temperature=0, max_tokens=n, logprobs=True)
+    assert finished.reason == "length" and finished.completion_tokens == n
+    assert text == b"".join(pieces[:whole]).decode("utf-8") and "\ufffd" not in text
+    assert [bytes(lp.bytes) for d in deltas for lp in (d.logprobs or [])] == pieces[:whole]

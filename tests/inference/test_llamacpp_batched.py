@@ -13,6 +13,7 @@ from inference.events import Finished
 from inference.params import ChatMessage, ModelSpec
 from llmservice.errors import ContextLengthExceeded, InvalidRequest, ModelUnavailable
 from tests.inference.engine_driver import RecordingJob, chat, completion, run, solo
+from tests.inference.split_characters import cut_inside_a_character
 
 PROMPTS = [
     "Write a short poem about the sea.",
@@ -272,3 +273,15 @@ def test_plain_greedy_argmax_picks_what_llamas_greedy_sampler_picks(engine):
     fast = solo(engine, chat(PROMPTS[2], max_tokens=16))
     chained = solo(engine, chat(PROMPTS[2], max_tokens=16, logit_bias={5: 0.0}))
     assert fast.text() == chained.text() and fast.finished() == chained.finished()
+
+
+def test_max_tokens_inside_a_character_drops_its_first_bytes_and_their_tokens_logprobs(engine):
+    """An emoji is 3 SmolLM2 tokens: stopped inside one, the answer ends before it; the logprobs keep
+    the tokens whose bytes reached the text; completion_tokens counts every generated token."""
+    full = solo(engine, chat("Write three emoji: ", max_tokens=12, logprobs=True))
+    pieces = [bytes(e.bytes) for e in full.logprobs()]
+    n, whole = cut_inside_a_character(pieces)
+    cut = solo(engine, chat("Write three emoji: ", max_tokens=n, logprobs=True))
+    assert cut.finished() == Finished("length", cut.started.prompt_tokens, n)
+    assert cut.text() == b"".join(pieces[:whole]).decode("utf-8") and "\ufffd" not in cut.text()
+    assert [bytes(e.bytes) for e in cut.logprobs()] == pieces[:whole]
