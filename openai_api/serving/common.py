@@ -99,20 +99,17 @@ def sse_response(chunks: AsyncIterator[bytes]) -> StreamingHttpResponse:
 def on_response_close(response: HttpResponse, callback: Callable[[], None]) -> None:
     """Call `callback` on the event loop once the server has closed `response`. The handler
     always closes it (from the loop or a worker thread), also when the client left before a
-    streamed body was iterated, so what a stream holds is freed even then."""
+    streamed body was iterated, so what a stream holds is freed even then. (A resource closer:
+    Django's `close()` and the lean path's `close_quietly()` both run those.)"""
     loop = asyncio.get_running_loop()
-    close = response.close
 
-    def close_then_call() -> None:
+    def call_on_loop() -> None:
         try:
-            close()
-        finally:
-            try:
-                loop.call_soon_threadsafe(callback)
-            except RuntimeError:  # the loop is closed: nobody is waiting any more
-                pass
+            loop.call_soon_threadsafe(callback)
+        except RuntimeError:  # the loop is closed: nobody is waiting any more
+            pass
 
-    response.close = close_then_call
+    response._resource_closers.append(call_on_loop)
 
 
 def sse_error(exc: ServiceError) -> bytes:
