@@ -229,36 +229,6 @@ class ChoiceRun:
         result.choices.sort(key=lambda c: c.index)
 
 
-async def primed(outputs: AsyncIterator[Output]) -> AsyncIterator[Output]:
-    """`outputs`, once its first output past the choices' opening has arrived (or it has ended).
-
-    A stream's response starts only then: until the first token (the prompt's prefill, or a
-    remote upstream's), no byte goes out, so neither this process nor the client spends CPU on
-    headers while the engine computes on the same cores. An error before the first token is then
-    an HTTP status with the envelope instead of an error event in a 200. A client that leaves
-    while this waits closes `outputs` (the run, or the upstream's stream) at once."""
-    first: list[Output] = []
-    try:
-        async for out in outputs:
-            first.append(out)
-            if not isinstance(out, ChoiceOpened):
-                break
-    except BaseException:
-        await outputs.aclose()
-        raise
-    return _chained(first, outputs)
-
-
-async def _chained(first: list[Output], rest: AsyncIterator[Output]) -> AsyncIterator[Output]:
-    try:
-        for out in first:
-            yield out
-        async for out in rest:
-            yield out
-    finally:
-        await rest.aclose()
-
-
 def replay_outputs(result: GenerationResult) -> Iterator[Output]:
     """A stored result as the outputs a live run gives, each choice in one piece."""
     for c in result.choices:

@@ -8,18 +8,17 @@ from __future__ import annotations
 
 from django.http import HttpResponse
 
-from .choices import ChoiceRun, primed, replay_outputs
+from .choices import ChoiceRun, replay_outputs
 from .common import Keep, Renderer, json_response, replayed, sse_response, sse_stream, with_relaxed
 from .results import GenerationResult
 
 
 async def respond_live(run: ChoiceRun, renderer: Renderer, *, stream: bool, keep: Keep | None) -> HttpResponse:
-    """Start the run (errors before any byte), then stream it from its first token or answer it
-    whole; a complete answer not cut short by its deadline goes to `keep` (the cache)."""
+    """Start the run (errors before any byte), then stream it or answer it whole; a complete
+    answer not cut short by its deadline goes to `keep` (the cache)."""
     await run.start()
     if stream:
-        outputs = await primed(run.outputs())  # the response starts with the first token
-        return with_relaxed(sse_response(sse_stream(renderer, outputs, run.result, keep)), run.result.relaxed)
+        return with_relaxed(sse_response(sse_stream(renderer, run.outputs(), run.result, keep)), run.result.relaxed)
     result = await run.collect()
     if keep is not None and not result.timed_out:
         await keep(result)

@@ -29,7 +29,7 @@ from ..access import Meter, authorized_tier
 from ..cache import cached_run
 from ..remote import is_remote, remote_responses
 from ..schemas.responses import ITEMS, InputItem, ResponseCreateRequest, items_json
-from .choices import ChoiceRun, Output, primed
+from .choices import ChoiceRun
 from .common import Keep, ServedEndpoint, json_response, require_kind, sse_response, with_relaxed
 from .responses_render import Echo, ResponseWriter, event_bytes
 from .results import GenerationResult
@@ -100,8 +100,7 @@ class _Creation:
         await run.start()  # errors (404, 400, 429, ...) come before any byte
         writer = self._writer(spec)
         if body.stream:
-            outputs = await primed(run.outputs())  # the events start with the first token
-            return with_relaxed(sse_response(self._events(run, outputs, writer, keep)), run.result.relaxed)
+            return with_relaxed(sse_response(self._events(run, writer, keep)), run.result.relaxed)
         result = await run.collect()
         final = writer.whole(result)
         await self._finish(result, final, keep)
@@ -112,12 +111,11 @@ class _Creation:
         if keep is not None and not result.timed_out:
             await keep(result)
 
-    async def _events(self, run: ChoiceRun, outputs: AsyncIterator[Output], writer: ResponseWriter,
-                      keep: Keep | None) -> AsyncIterator[bytes]:
+    async def _events(self, run: ChoiceRun, writer: ResponseWriter, keep: Keep | None) -> AsyncIterator[bytes]:
         try:
             for event in writer.start():
                 yield event_bytes(event)
-            async for out in outputs:
+            async for out in run.outputs():
                 events = writer.output(out)
                 if events:
                     yield b"".join(event_bytes(e) for e in events)
