@@ -12,6 +12,7 @@ The seam is the serving layer, chosen by the tier's backend once the tier is res
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any, AsyncIterator, Awaitable, Callable
 
 from django.http import HttpResponse, StreamingHttpResponse
@@ -21,7 +22,7 @@ from inference.remote import REMOTE_BACKEND
 
 from ..access import meter_tokens
 from ..request_record import note_tokens
-from ..serving.common import ServedEndpoint, json_response, on_response_close, require_kind
+from ..serving.common import ServedEndpoint, deadline, deadline_error, json_response, on_response_close, require_kind
 from ..serving.respond import respond_live, respond_stored
 from ..serving.results import GenerationResult
 from .runs import LOCAL_FIELDS, RemoteRun
@@ -95,9 +96,19 @@ def _payload(body: Any, spec: ModelSpec) -> dict:
     return payload
 
 
+async def _by_deadline(awaitable: Awaitable[Any]) -> Any:
+    """`awaitable`, given up at the request's deadline (REQUEST_TIMEOUT_SECONDS): a 504."""
+    ends = deadline()
+    try:
+        async with asyncio.timeout(None if ends is None else ends - time.monotonic()):
+            return await awaitable
+    except TimeoutError:
+        raise deadline_error() from None
+
+
 async def remote_json(body: Any, *, spec: ModelSpec, path: str) -> HttpResponse:
     """Embeddings or rerank: the upstream's answer, named after our tier, its usage metered."""
-    data = await upstream_json(spec, path, _payload(body, spec))
+    data = await _by_deadline(upstream_json(spec, path, _payload(body, spec)))
     data["model"] = spec.name
     usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
     tokens = int(usage.get("prompt_tokens") or usage.get("total_tokens") or 0)
@@ -110,13 +121,13 @@ async def remote_responses(body: Any, *, spec: ModelSpec) -> HttpResponse:
     """POST /v1/responses relayed: the whole answer, or its events as they arrive."""
     payload = _payload(body, spec)
     if not body.stream:
-        data = await upstream_json(spec, "responses", payload)
+        data = await _by_deadline(upstream_json(spec, "responses", payload))
         data["model"] = spec.name
         await _meter_response(data)
         return json_response(data)
     payload["stream"] = True
     request = upstream_request(spec, "responses", payload)
-    response = await request.__aenter__()  # errors before any byte: our status and envelope
+    response = await _by_deadline(request.__aenter__())  # errors before any byte: our status and envelope
     open_request = [request]  # emptied by whichever closes it first
 
     async def close(exc: BaseException | None = None) -> None:

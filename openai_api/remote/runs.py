@@ -10,10 +10,16 @@ client's disconnect closes the upstream stream at once.
 Structured output and tools are passed as the client sent them (the upstream enforces them);
 with `trust_json_schema` off, a `json_schema` answer is validated here first and an answer that
 does not match is an error (a streamed one is then held back until it is checked).
+
+The request's deadline (REQUEST_TIMEOUT_SECONDS from its arrival) holds as for a local tier: past
+it the upstream's stream is closed, an answer with some text ends with finish_reason "length",
+one with none is a 504 (`DeadlineExceeded`), and neither is cached. A deadline is no failure of
+the upstream's: it does not count towards its circuit breaker.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from contextlib import aclosing
@@ -28,7 +34,7 @@ from llmservice.errors import UpstreamFailed
 from ..access import meter_tokens
 from ..request_record import new_generation_stats
 from ..serving.choices import ArgumentsOut, CallOpened, ChoiceClosed, ChoiceOpened, Output, ReasoningOut, TextOut, call_id
-from ..serving.common import public_reason
+from ..serving.common import deadline, deadline_error, public_reason
 from ..serving.results import ChoiceResult, GenerationResult, ToolCallResult
 from .upstream import remote_options, sse_events, upstream_model, upstream_request
 
@@ -71,14 +77,29 @@ class RemoteRun:
         self.schema = None if options.trust_json_schema else required_schema(body)
         self.result = GenerationResult(choices=[])
         self.stats = new_generation_stats()
+        self.ends = deadline()  # time.monotonic() past which the answer is cut, or None
         self._request = None  # the open upstream request (an async context manager)
         self._events: AsyncIterator[dict] | None = None
+        self._watch: asyncio.TimerHandle | None = None  # closes the upstream's stream at the deadline
+        self._expired = False
 
     async def start(self) -> None:
         """Send the request; errors (4xx passed through, 502, 504) come before any byte."""
-        self._request = upstream_request(self.spec, self.path, upstream_payload(self.body, self.spec))
-        response = await self._request.__aenter__()
+        request = upstream_request(self.spec, self.path, upstream_payload(self.body, self.spec))
+        try:
+            async with asyncio.timeout(None if self.ends is None else self.ends - time.monotonic()):
+                response = await request.__aenter__()
+        except TimeoutError:
+            raise deadline_error() from None
+        self._request = request
         self._events = sse_events(response)
+        if self.ends is not None:
+            self._watch = asyncio.get_running_loop().call_later(self.ends - time.monotonic(), self._expire, response)
+
+    def _expire(self, response) -> None:
+        """The deadline passed: the upstream's stream is closed, which ends the events being read."""
+        self._expired = True
+        response.close()
 
     async def collect(self) -> GenerationResult:
         async for _ in self.outputs():
@@ -105,6 +126,8 @@ class RemoteRun:
     async def aclose(self) -> None:
         """Close the upstream's stream now (idempotent): also for a stream whose body was never
         iterated (the client left before its first byte)."""
+        if self._watch is not None:
+            self._watch.cancel()
         request, self._request = self._request, None
         if request is not None:
             await request.__aexit__(None, None, None)
@@ -138,6 +161,10 @@ class RemoteRun:
                 if stats.first_token_at is not None and completion > 1:
                     stats.decode_seconds = time.perf_counter() - stats.first_token_at
                     stats.decode_intervals = completion - 1
+        if self._expired:
+            self.result.timed_out = True  # never cached
+            if stats.first_token_at is None:
+                raise deadline_error()  # nothing to show for it: a 504
         if not got_usage:  # an upstream that sends no usage when streaming (llama_cpp.server): pieces counted
             pieces = sum(c.pieces for c in choices.values())
             if self.result.choices:
@@ -157,6 +184,10 @@ class RemoteRun:
                 yield event
         except BaseException as exc:
             request, self._request = self._request, None
+            if self._expired and isinstance(exc, Exception):  # the deadline closed the stream: no failure
+                if request is not None:
+                    await request.__aexit__(None, None, None)
+                return
             if request is not None and not isinstance(exc, GeneratorExit):
                 await request.__aexit__(type(exc), exc, exc.__traceback__)  # raises UpstreamTimeout/Failed
             raise

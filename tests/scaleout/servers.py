@@ -97,13 +97,18 @@ class ScriptedUpstream(_LoopbackListener):
     a chunked SSE stream chosen by the request's `model`, and counts the TCP connections it took:
     - "ok": three content chunks, usage, [DONE], then (50 ms later) the chunked encoding's last chunk;
     - "break": one content chunk, then the connection is closed mid-body;
-    - "stall": one content chunk, then nothing for STALL_SECONDS."""
+    - "stall": one content chunk, then nothing for STALL_SECONDS;
+    - "mute": no chunk at all for STALL_SECONDS;
+    - "trickle": a content chunk every TRICKLE_SECONDS, until the client closes the connection
+      (then `closed_by_client` counts it)."""
 
     STALL_SECONDS = 5.0
+    TRICKLE_SECONDS = 0.2
     WORDS = ("Hello", " scripted", " world")
 
     def __init__(self) -> None:
         self.connections = 0
+        self.closed_by_client = 0
         super().__init__()
 
     def accepted(self, conn: socket.socket) -> None:
@@ -137,7 +142,18 @@ class ScriptedUpstream(_LoopbackListener):
                     return json.dumps({"id": "x", "object": "chat.completion.chunk", "created": 0, "model": mode,
                                        "choices": [{"index": 0, "delta": {"content": content}, "finish_reason": finish}]})
 
+                if mode == "mute":
+                    time.sleep(self.STALL_SECONDS)
+                    return
                 event(delta(self.WORDS[0]))
+                if mode == "trickle":
+                    try:
+                        while True:
+                            time.sleep(self.TRICKLE_SECONDS)
+                            event(delta(" more"))
+                    except OSError:
+                        self.closed_by_client += 1
+                        return
                 if mode == "break":
                     conn.shutdown(socket.SHUT_RDWR)
                     return
