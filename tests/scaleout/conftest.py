@@ -1,7 +1,6 @@
 import pytest
 
-from tests.scaleout.servers import LlamaCppServer, ScriptedUpstream, SilentUpstream, dead_url
-from tests.server import LiveServer
+from tests.scaleout.servers import LlamaCppServer, ScriptedUpstream, SilentUpstream, dead_url, started_front
 
 
 @pytest.fixture(scope="session")
@@ -63,10 +62,7 @@ def front(tmp_path_factory, llm_server, llama_cpp_server, silent_upstream, held_
         "STALLED_BACKEND": "remote", "STALLED_MODEL_PATH": "stall", "STALLED_BASE_URL": scripted_upstream.base_url,
         "STALLED_READ_TIMEOUT": "1", "STALLED_RETRIES": "0",
     }
-    server = LiveServer(tmp_path_factory.mktemp("front"), env=env)
-    server.manage("migrate", "--noinput")
-    server.manage("sync_tiers")
-    server.start(migrate=False)
+    server = started_front(tmp_path_factory.mktemp("front"), env)
     yield server
     server.stop()
 

@@ -10,7 +10,7 @@ import threading
 from pathlib import Path
 
 from inference.bundled import smollm2_gguf
-from tests.server import ROOT, explicit_env, free_port, stop_process, wait_until_ok
+from tests.server import ROOT, LiveServer, explicit_env, free_port, stop_process, wait_until_ok
 
 
 class LlamaCppServer:
@@ -175,3 +175,12 @@ class ScriptedUpstream(_LoopbackListener):
 
     def close(self) -> None:
         self.sock.close()
+
+
+def started_front(directory: Path, env: dict[str, str]) -> LiveServer:
+    """A service whose tiers come from `env` (synced into its own database), started."""
+    server = LiveServer(directory, env=env)
+    server.manage("migrate", "--noinput")
+    server.manage("sync_tiers")
+    server.start(migrate=False)
+    return server

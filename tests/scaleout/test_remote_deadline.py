@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from tests.server import LiveServer
+from tests.scaleout.servers import started_front
 
 DEADLINE = 1.5  # seconds: the front's REQUEST_TIMEOUT_SECONDS
 
@@ -30,10 +30,7 @@ def front(tmp_path_factory, scripted_upstream):
         "JSON_BACKEND": "remote", "JSON_KIND": "embedding", "JSON_MODEL_PATH": "mute", "JSON_BASE_URL": url,
         "JSON_READ_TIMEOUT": "30", "JSON_RETRIES": "0",
     }
-    server = LiveServer(tmp_path_factory.mktemp("deadline-front"), env=env)
-    server.manage("migrate", "--noinput")
-    server.manage("sync_tiers")
-    server.start(migrate=False)
+    server = started_front(tmp_path_factory.mktemp("deadline-front"), env)
     yield server
     server.stop()
 
