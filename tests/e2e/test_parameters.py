@@ -119,15 +119,17 @@ def _complete_utf8(data: bytes) -> bool:
     return True
 
 
-@pytest.mark.parametrize("prompt, sample", [("Write three emoji: ", "👩"), ("Translate to Japanese: Hello, how are you?", "お")])
-def test_characters_split_across_tokens_arrive_whole(client, prompt, sample):
+@pytest.mark.parametrize("prompt", ["Write three emoji: ", "Translate to Japanese: Hello, how are you?"],
+                         ids=["emoji", "japanese"])
+def test_characters_split_across_tokens_arrive_whole(client, prompt):
     messages = [{"role": "user", "content": prompt}]
     reply = chat(client, messages=messages, temperature=0, max_tokens=24, logprobs=True)
     text = content(reply)
     tokens = reply.choices[0].logprobs.content
     assert any(not _complete_utf8(bytes(t.bytes)) for t in tokens)  # some characters span several tokens
     assert b"".join(bytes(t.bytes) for t in tokens).decode("utf-8") == text
-    assert sample in text and "\ufffd" not in text
+    # whole characters of several bytes (which ones the model picks varies between runs)
+    assert any(len(ch.encode()) > 1 for ch in text) and "\ufffd" not in text
     assert chat_text(chat(client, messages=messages, temperature=0, max_tokens=24, stream=True)) == text
 
 
