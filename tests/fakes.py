@@ -27,13 +27,16 @@ class FakeBackend:
     """Emits "w0 w1 w2 ..." one word per token. model_path controls it:
     "missing" fails to load; "slow" sleeps 0.2 s while loading and 0.02 s per token;
     "gated" loads only once `load_gate` is set; "crash" fails after two tokens (a backend bug);
-    "thinker" reports thinking tags and thinks first, its tags cut across tokens (THINKER_TOKENS)."""
+    "thinker" reports thinking tags and thinks first, its tags cut across tokens (THINKER_TOKENS);
+    "prefill" holds its first token until `prefill_gate` is set, as a long prompt would (and fails
+    after 5 s without it)."""
 
     loads = 0
     closes = 0
     threads: set[str] = set()  # names of the threads generate() ran on
     lock = threading.Lock()
     load_gate = threading.Event()
+    prefill_gate = threading.Event()
     n_ctx = 64
 
     def __init__(self, spec):
@@ -44,6 +47,7 @@ class FakeBackend:
         cls.loads = cls.closes = 0
         cls.threads = set()
         cls.load_gate = threading.Event()
+        cls.prefill_gate = threading.Event()
 
     @classmethod
     def check(cls, spec):
@@ -74,6 +78,8 @@ class FakeBackend:
             yield Finished("stop", prompt_tokens, len(THINKER_TOKENS))
             return
         yield Started(prompt_tokens=prompt_tokens, echo=prompt if request.echo else None)
+        if self.spec.model_path == "prefill" and not type(self).prefill_gate.wait(timeout=5):
+            raise RuntimeError("the fake's prefill gate was never opened")
         limit = request.sampling.max_tokens or 8
         for i in range(limit):
             if should_stop():

@@ -201,18 +201,18 @@ class ChoiceRun:
                 shapers = [_Shaper(base + i, self.calls, started.tool_format, started.thinking,
                                    request.sampling.logprobs) for i in range(generation.n)]
                 result.choices.extend(s.result for s in shapers)
-                opened = [False] * generation.n
+                # Every choice opens (a stream's role chunk, the echoed prompt) once its prompt is
+                # accepted: that is written while the prompt is read, so the first token goes out alone.
+                for shaper in shapers:
+                    yield ChoiceOpened(shaper.result.index)
+                    if started.echo:
+                        for out in shaper.answer(started.echo, None):
+                            yield out
                 async with aclosing(generation.events):
                     async for event in generation.events:
                         if not isinstance(event, (Delta, Finished)):
                             continue
                         shaper = shapers[event.index]
-                        if not opened[event.index]:
-                            opened[event.index] = True
-                            yield ChoiceOpened(base + event.index)
-                            if started.echo:
-                                for out in shaper.answer(started.echo, None):
-                                    yield out
                         if isinstance(event, Delta):
                             produced = produced or bool(event.text)
                             for out in shaper.feed(event.text, event.logprobs):

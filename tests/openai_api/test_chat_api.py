@@ -226,3 +226,45 @@ async def test_thinking_is_split_into_reasoning_content(post, manager, db):
 async def test_a_model_without_thinking_tags_has_no_reasoning_content(post, fake_tier, manager):
     message = json.loads((await post(CHAT, {"model": "fake", "messages": USER, "max_tokens": 2})).content)["choices"][0]["message"]
     assert "reasoning_content" not in message
+
+
+@pytest.fixture
+def prefilling(db):
+    Tier.objects.create(name="prefilling", backend="fake", model_path="prefill")
+
+
+async def test_a_streams_role_chunk_goes_out_while_the_prompt_is_read(prefilling):
+    """The choice opens (its role chunk is written) once the prompt is accepted, not with the first
+    token: that work overlaps the prefill instead of delaying the first token. The fake model holds
+    its first token until the role chunk has reached the client."""
+    import asyncio
+
+    from llmservice.asgi import http_application
+    from tests.llmservice.test_guards import JSON
+
+    body = json.dumps({"model": "prefilling", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2,
+                       "stream": True}).encode()
+    messages = [{"type": "http.request", "body": body, "more_body": False}]
+    chunks, before_first_token = [], []
+
+    async def receive():
+        if messages:
+            return messages.pop(0)
+        await asyncio.Event().wait()
+
+    async def send(message):
+        if message["type"] == "http.response.body" and message.get("body"):
+            if not chunks:
+                before_first_token.append(not FakeBackend.prefill_gate.is_set())
+                FakeBackend.prefill_gate.set()
+            chunks.append(message["body"])
+
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+             "path": "/v1/chat/completions", "raw_path": b"/v1/chat/completions", "query_string": b"",
+             "root_path": "", "headers": [(b"host", b"127.0.0.1:8000"), *JSON], "client": ("127.0.0.1", 5000),
+             "server": ("127.0.0.1", 8000)}
+    await asyncio.wait_for(http_application(scope, receive, send), 30)
+    events = parse_sse(b"".join(chunks))
+    assert events[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
+    assert before_first_token == [True]  # written while the model still held its first token
+    assert merged(events)[0]["text"] == "w0 w1 "
