@@ -110,6 +110,15 @@ class RateLimited(ServiceError):
         return {"Retry-After": str(self.retry_after)}
 
 
+class SharedStoreUnavailable(ServiceError):
+    """The Redis at REDIS_URL, which counts per-key rate limits across instances, is unreachable:
+    a limit that cannot be counted is not waived."""
+
+    status = 503
+    type = "server_error"
+    code = "rate_limiter_unavailable"
+
+
 class DeadlineExceeded(ServiceError):
     """The request's deadline (REQUEST_TIMEOUT_SECONDS) passed before it produced anything."""
 

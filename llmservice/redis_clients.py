@@ -20,7 +20,7 @@ def redis_async():
     loop = asyncio.get_running_loop()
     client = _async_clients.get(loop)
     if client is None:
-        client = _async_clients[loop] = redis.asyncio.Redis.from_url(settings.REDIS_URL)
+        client = _async_clients[loop] = redis.asyncio.Redis.from_url(settings.REDIS_URL, **_timeouts())
     return client
 
 
@@ -30,5 +30,10 @@ def redis_sync():
     global _sync_client
     with _lock:
         if _sync_client is None:
-            _sync_client = redis.Redis.from_url(settings.REDIS_URL)
+            _sync_client = redis.Redis.from_url(settings.REDIS_URL, **_timeouts())
         return _sync_client
+
+
+def _timeouts() -> dict[str, float]:
+    seconds = settings.REDIS_TIMEOUT_SECONDS
+    return {"socket_connect_timeout": seconds, "socket_timeout": seconds}

@@ -226,10 +226,15 @@ TIER_SNAPSHOT_SECONDS = env.float("TIER_SNAPSHOT_SECONDS", default=2.0)
 # With REDIS_URL, the instances share the response cache's front (Django's Redis cache), single
 # flight of identical requests (a Redis lock) and per-key rate limits (counted in Redis), as well
 # as the channel layer above. Without it, one process keeps all of these in memory.
+# A Redis command waits at most this long (connecting, or for an answer): an unreachable Redis is
+# then a cache miss, a lock not taken, or a 503 for a rate limit, never a request left hanging.
+REDIS_TIMEOUT_SECONDS = env.float("REDIS_TIMEOUT_SECONDS", default=2.0)
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 if REDIS_URL:
     CACHES["responses"] = {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL,
-                           "KEY_PREFIX": "llmservice"}
+                           "KEY_PREFIX": "llmservice",
+                           "OPTIONS": {"socket_connect_timeout": REDIS_TIMEOUT_SECONDS,
+                                       "socket_timeout": REDIS_TIMEOUT_SECONDS}}
     if RATE_LIMITER == "openai_api.ratelimit.InProcessRateLimiter":
         RATE_LIMITER = "openai_api.ratelimit_redis.RedisRateLimiter"
 

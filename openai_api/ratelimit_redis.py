@@ -4,6 +4,10 @@ The same sliding window log as `InProcessRateLimiter` (openai_api/ratelimit.py),
 sorted set per key (score: the time, member: a unique id and the amount), and checked and counted
 in one Lua script, atomically, on Redis's clock (instances' clocks may differ). Chosen when
 REDIS_URL is set and RATE_LIMITER is left at its default.
+
+With Redis unreachable, a key's limit cannot be checked: its requests get a 503
+(`rate_limiter_unavailable`) rather than going through unlimited. Tokens of an answer already
+given that cannot be counted are dropped, with a warning.
 https://redis.io/docs/latest/develop/interact/programmability/eval-intro/
 """
 
@@ -11,7 +15,11 @@ from __future__ import annotations
 
 import secrets
 
-from .shared import redis_client
+from llmservice.errors import SharedStoreUnavailable
+
+from .shared import redis_client, tolerated
+
+UNAVAILABLE = "The rate limiter cannot reach its store to check this API key's limits; retry shortly."
 
 PREFIX = "llmservice:ratelimit:"
 
@@ -43,10 +51,15 @@ return tostring(window)
 class RedisRateLimiter:
     """`RateLimiter` (openai_api/ratelimit.py) on Redis: shared by every instance."""
 
-    async def _run(self, key: str, *, limit: int, window: float, amount: int, count: bool) -> float:
+    async def _eval(self, key: str, *, limit: int, window: float, amount: int, count: bool) -> float:
         member = secrets.token_hex(6)
         wait = await redis_client().eval(_WINDOW, 1, PREFIX + key, window, limit, amount, member, "1" if count else "0")
         return float(wait)
+
+    async def _run(self, key: str, *, limit: int, window: float, amount: int, count: bool) -> float:
+        with tolerated("checking a key's rate limit"):  # logged here: the client hears no addresses
+            return await self._eval(key, limit=limit, window=window, amount=amount, count=count)
+        raise SharedStoreUnavailable(UNAVAILABLE)
 
     async def acquire(self, key: str, *, limit: int, window: float, amount: int = 1) -> float:
         return await self._run(key, limit=limit, window=window, amount=amount, count=True)
@@ -56,4 +69,5 @@ class RedisRateLimiter:
 
     async def record(self, key: str, *, amount: int, window: float) -> None:
         if amount > 0:
-            await self._run(key, limit=-1, window=window, amount=amount, count=True)
+            with tolerated("counting a key's tokens"):  # the answer is given: not counting it is all we can do
+                await self._eval(key, limit=-1, window=window, amount=amount, count=True)

@@ -9,6 +9,10 @@ Without REDIS_URL nothing here is used: one process keeps its LRU and its in-pro
 - Single flight: the first instance to miss takes a Redis lock on the key (SET NX with a timeout:
   a crashed leader never blocks the key longer than REQUEST_TIMEOUT_SECONDS); the others poll
   the front until the answer is there or the lock is gone.
+- Redis unreachable (each command waits at most REDIS_TIMEOUT_SECONDS): the front is a miss and
+  stores nothing, an instance leads without a lock, and a warning is logged (at most once a
+  minute); answers keep coming from the models and the database's cache. redis-py reconnects by
+  itself once Redis is back.
 https://docs.djangoproject.com/en/5.2/topics/cache/#redis
 https://redis.io/docs/latest/develop/use/patterns/distributed-locks/
 """
@@ -16,13 +20,18 @@ https://redis.io/docs/latest/develop/use/patterns/distributed-locks/
 from __future__ import annotations
 
 import asyncio
+import logging
 import secrets
 import time
+from contextlib import contextmanager
+from typing import Iterator
 
 from django.conf import settings
 from django.core.cache import caches
 
 from llmservice.redis_clients import redis_async
+
+logger = logging.getLogger(__name__)
 
 SHARED_CACHE = "responses"  # the alias of Django's Redis cache in CACHES
 GENERATION_KEY = "llmservice:responses:generation"
@@ -31,8 +40,33 @@ POLL_SECONDS = 0.05  # how often a follower looks for the leader's answer
 # Deletes the lock only if this leader still holds it (it may have expired and been retaken).
 _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end"
 
+UNREACHABLE = "Redis at REDIS_URL is unreachable (%s): %s"
+WARN_EVERY_SECONDS = 60.0
+NO_LOCK = ""  # the token of an instance that leads without a lock (Redis unreachable)
+_warned_at = [float("-inf")]
+
+
 def shared_enabled() -> bool:
     return bool(settings.REDIS_URL)
+
+
+def redis_errors() -> tuple[type[BaseException], ...]:
+    """What an unreachable or failing Redis raises (redis-py's errors, and socket ones)."""
+    import redis
+
+    return (redis.RedisError, OSError, asyncio.TimeoutError)
+
+
+@contextmanager
+def tolerated(what: str) -> Iterator[None]:
+    """Swallow a Redis failure during `what`, with a warning at most once a minute."""
+    try:
+        yield
+    except redis_errors() as exc:
+        now = time.monotonic()
+        if now - _warned_at[0] >= WARN_EVERY_SECONDS:
+            _warned_at[0] = now
+            logger.warning(UNREACHABLE, what, exc)
 
 
 def redis_client():
@@ -46,15 +80,18 @@ async def _generation() -> int:
 
 
 async def shared_get(key: str) -> dict | None:
-    """The entry (response, tier, expires, size) stored under `key` by any instance."""
-    cache = caches[SHARED_CACHE]
-    entry = await cache.aget(f"{await _generation()}:{key}")
+    """The entry (response, tier, expires, size) stored under `key` by any instance; None when
+    there is none, or Redis is unreachable."""
+    entry = None
+    with tolerated("reading the cache"):
+        entry = await caches[SHARED_CACHE].aget(f"{await _generation()}:{key}")
     return entry if isinstance(entry, dict) and entry.get("expires", 0) > time.time() else None
 
 
 async def shared_put(key: str, entry: dict) -> None:
     timeout = max(1, int(entry["expires"] - time.time()))
-    await caches[SHARED_CACHE].aset(f"{await _generation()}:{key}", entry, timeout=timeout)
+    with tolerated("storing in the cache"):
+        await caches[SHARED_CACHE].aset(f"{await _generation()}:{key}", entry, timeout=timeout)
 
 
 def shared_clear() -> None:
@@ -68,15 +105,21 @@ def shared_clear() -> None:
 
 # --- single flight across instances ------------------------------------------------------------
 async def flight_acquire(key: str) -> str | None:
-    """This instance leads `key`: a token to release it with. None: another instance leads."""
+    """This instance leads `key`: a token to release it with (NO_LOCK when Redis is unreachable:
+    it leads without one). None: another instance leads."""
     token = secrets.token_hex(8)
     timeout_ms = int(max(settings.REQUEST_TIMEOUT_SECONDS or 0, 1) * 1000)
-    acquired = await redis_client().set(LOCK_PREFIX + key, token, nx=True, px=timeout_ms)
-    return token if acquired else None
+    with tolerated("taking a single-flight lock"):
+        acquired = await redis_client().set(LOCK_PREFIX + key, token, nx=True, px=timeout_ms)
+        return token if acquired else None
+    return NO_LOCK
 
 
 async def flight_release(key: str, token: str) -> None:
-    await redis_client().eval(_RELEASE, 1, LOCK_PREFIX + key, token)
+    if token == NO_LOCK:
+        return
+    with tolerated("releasing a single-flight lock"):  # else it expires by itself
+        await redis_client().eval(_RELEASE, 1, LOCK_PREFIX + key, token)
 
 
 async def flight_wait(key: str) -> dict | None:
@@ -88,7 +131,10 @@ async def flight_wait(key: str) -> dict | None:
         entry = await shared_get(key)
         if entry is not None:
             return entry
-        if not await client.exists(LOCK_PREFIX + key):
+        held = 0
+        with tolerated("waiting on a single-flight lock"):
+            held = await client.exists(LOCK_PREFIX + key)
+        if not held:  # the leader is done (or gave up), or Redis is unreachable: look once more
             return await shared_get(key)
         await asyncio.sleep(POLL_SECONDS)
     return None
