@@ -16,8 +16,9 @@ from __future__ import annotations
 import secrets
 
 from llmservice.errors import SharedStoreUnavailable
+from llmservice.redis_clients import tolerated
 
-from .shared import redis_client, tolerated
+from .shared import redis_client
 
 UNAVAILABLE = "The rate limiter cannot reach its store to check this API key's limits; retry shortly."
 

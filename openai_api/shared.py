@@ -20,18 +20,13 @@ https://redis.io/docs/latest/develop/use/patterns/distributed-locks/
 from __future__ import annotations
 
 import asyncio
-import logging
 import secrets
 import time
-from contextlib import contextmanager
-from typing import Iterator
 
 from django.conf import settings
 from django.core.cache import caches
 
-from llmservice.redis_clients import redis_async
-
-logger = logging.getLogger(__name__)
+from llmservice.redis_clients import redis_async, tolerated
 
 SHARED_CACHE = "responses"  # the alias of Django's Redis cache in CACHES
 GENERATION_KEY = "llmservice:responses:generation"
@@ -40,33 +35,11 @@ POLL_SECONDS = 0.05  # how often a follower looks for the leader's answer
 # Deletes the lock only if this leader still holds it (it may have expired and been retaken).
 _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end"
 
-UNREACHABLE = "Redis at REDIS_URL is unreachable (%s): %s"
-WARN_EVERY_SECONDS = 60.0
 NO_LOCK = ""  # the token of an instance that leads without a lock (Redis unreachable)
-_warned_at = [float("-inf")]
 
 
 def shared_enabled() -> bool:
     return bool(settings.REDIS_URL)
-
-
-def redis_errors() -> tuple[type[BaseException], ...]:
-    """What an unreachable or failing Redis raises (redis-py's errors, and socket ones)."""
-    import redis
-
-    return (redis.RedisError, OSError, asyncio.TimeoutError)
-
-
-@contextmanager
-def tolerated(what: str) -> Iterator[None]:
-    """Swallow a Redis failure during `what`, with a warning at most once a minute."""
-    try:
-        yield
-    except redis_errors() as exc:
-        now = time.monotonic()
-        if now - _warned_at[0] >= WARN_EVERY_SECONDS:
-            _warned_at[0] = now
-            logger.warning(UNREACHABLE, what, exc)
 
 
 def redis_client():

@@ -4,16 +4,12 @@ request after an edit made elsewhere (instead of after TIER_SNAPSHOT_SECONDS). I
 
 from __future__ import annotations
 
-import logging
-
 from django.conf import settings
 from django.db.models.signals import post_delete, post_save
 
-from llmservice.redis_clients import redis_async, redis_sync
+from llmservice.redis_clients import redis_async, redis_sync, tolerated
 
 from .models import Tier
-
-logger = logging.getLogger(__name__)
 
 VERSION_KEY = "llmservice:tiers:version"
 
@@ -22,10 +18,8 @@ def tier_version_bump(**_: object) -> None:
     """A tier changed here: every instance's snapshot is stale from now."""
     if not settings.REDIS_URL:
         return
-    try:
+    with tolerated("announcing a tier edit"):  # down: the others catch up after TIER_SNAPSHOT_SECONDS
         redis_sync().incr(VERSION_KEY)
-    except Exception as exc:  # noqa: BLE001 - Redis down: the other instances catch up after TIER_SNAPSHOT_SECONDS
-        logger.warning("could not announce a tier edit to the other instances: %s", exc)
 
 
 async def tier_version() -> int | None:
@@ -33,11 +27,9 @@ async def tier_version() -> int | None:
     (the snapshot then falls back to its age)."""
     if not settings.REDIS_URL:
         return None
-    try:
+    with tolerated("reading the tiers' version"):
         return int(await redis_async().get(VERSION_KEY) or 0)
-    except Exception as exc:  # noqa: BLE001
-        logger.warning("could not read the tiers' version from Redis: %s", exc)
-        return None
+    return None
 
 
 post_save.connect(tier_version_bump, sender=Tier, dispatch_uid="registry.tier_version.save")

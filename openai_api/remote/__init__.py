@@ -12,7 +12,6 @@ The seam is the serving layer, chosen by the tier's backend once the tier is res
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Any, AsyncIterator, Awaitable, Callable
 
 from django.http import HttpResponse, StreamingHttpResponse
@@ -22,10 +21,10 @@ from inference.remote import REMOTE_BACKEND
 
 from ..access import meter_tokens
 from ..request_record import note_tokens
-from ..serving.common import ServedEndpoint, deadline, deadline_error, json_response, on_response_close, require_kind
+from ..serving.common import ServedEndpoint, deadline, json_response, on_response_close, require_kind
 from ..serving.respond import respond_live, respond_stored
 from ..serving.results import GenerationResult
-from .runs import LOCAL_FIELDS, RemoteRun
+from .runs import LOCAL_FIELDS, RemoteRun, by_deadline
 from .upstream import remote_options, upstream_json, upstream_model, upstream_request
 
 __all__ = ["is_remote", "remote_endpoint", "remote_json", "remote_responses"]
@@ -98,12 +97,7 @@ def _payload(body: Any, spec: ModelSpec) -> dict:
 
 async def _by_deadline(awaitable: Awaitable[Any]) -> Any:
     """`awaitable`, given up at the request's deadline (REQUEST_TIMEOUT_SECONDS): a 504."""
-    ends = deadline()
-    try:
-        async with asyncio.timeout(None if ends is None else ends - time.monotonic()):
-            return await awaitable
-    except TimeoutError:
-        raise deadline_error() from None
+    return await by_deadline(awaitable, deadline())
 
 
 async def remote_json(body: Any, *, spec: ModelSpec, path: str) -> HttpResponse:

@@ -23,7 +23,7 @@ import asyncio
 import json
 import time
 from contextlib import aclosing
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Awaitable
 
 from asgiref.sync import sync_to_async
 
@@ -59,6 +59,15 @@ def upstream_payload(body: Any, spec: ModelSpec) -> dict[str, Any]:
     return payload
 
 
+async def by_deadline(awaitable: Awaitable[Any], ends: float | None) -> Any:
+    """`awaitable`, given up at `ends` (time.monotonic(); None: never) as a 504 `DeadlineExceeded`."""
+    try:
+        async with asyncio.timeout(None if ends is None else ends - time.monotonic()):
+            return await awaitable
+    except TimeoutError:
+        raise deadline_error() from None
+
+
 def required_schema(body: Any) -> dict | None:
     """The json_schema the answer must match, if the request asks for one."""
     rf = getattr(body, "response_format", None)
@@ -86,11 +95,7 @@ class RemoteRun:
     async def start(self) -> None:
         """Send the request; errors (4xx passed through, 502, 504) come before any byte."""
         request = upstream_request(self.spec, self.path, upstream_payload(self.body, self.spec))
-        try:
-            async with asyncio.timeout(None if self.ends is None else self.ends - time.monotonic()):
-                response = await request.__aenter__()
-        except TimeoutError:
-            raise deadline_error() from None
+        response = await by_deadline(request.__aenter__(), self.ends)
         self._request = request
         self._events = sse_events(response)
         if self.ends is not None:
