@@ -100,7 +100,9 @@ class ScriptedUpstream(_LoopbackListener):
     - "stall": one content chunk, then nothing for STALL_SECONDS;
     - "mute": no chunk at all for STALL_SECONDS;
     - "trickle": a content chunk every TRICKLE_SECONDS, until the client closes the connection
-      (then `closed_by_client` counts it)."""
+      (then `closed_by_client` counts it).
+    Each request's target and Authorization header are recorded (`requests`): a request sent
+    through a proxy names the whole URL."""
 
     STALL_SECONDS = 5.0
     TRICKLE_SECONDS = 0.2
@@ -109,6 +111,7 @@ class ScriptedUpstream(_LoopbackListener):
     def __init__(self) -> None:
         self.connections = 0
         self.closed_by_client = 0
+        self.requests: list[tuple[str, str | None]] = []  # (request target, Authorization header)
         super().__init__()
 
     def accepted(self, conn: socket.socket) -> None:
@@ -122,15 +125,19 @@ class ScriptedUpstream(_LoopbackListener):
         reader = conn.makefile("rb")
         try:
             while True:
-                length = None
+                length, authorization = None, None
                 line = reader.readline()
                 if not line:
                     return
+                target = line.decode("latin-1").split(" ")[1] if line.count(b" ") >= 2 else ""
                 while line not in (b"\r\n", b"\n", b""):
                     name, _, value = line.decode("latin-1").partition(":")
                     if name.strip().lower() == "content-length":
                         length = int(value)
+                    elif name.strip().lower() == "authorization":
+                        authorization = value.strip()
                     line = reader.readline()
+                self.requests.append((target, authorization))
                 mode = json.loads(reader.read(length or 0)).get("model")
                 conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n")
 
