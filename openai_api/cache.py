@@ -25,8 +25,9 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 
+from llmservice.redis_clients import redis_errors
 from registry import selectors, services
-from registry.signals import cached_responses_cleared
+from registry.signals import CacheClearIncomplete, cached_responses_cleared
 
 from .access import authorized_tier
 from .remote import is_remote, remote_endpoint
@@ -113,10 +114,17 @@ class ResponseCache:
 response_cache = ResponseCache()
 
 
+FRONT_NOT_CLEARED = ("the shared cache front could not be cleared: Redis is unreachable ({error}). Its entries "
+                     "are served until they expire (CACHE_TTL_SECONDS); clear again once Redis is back.")
+
+
 def _on_cleared(sender, tier=None, keys=None, expired_only=False, **kwargs) -> None:
     response_cache.clear(tier=tier, keys=keys, expired_only=expired_only)
     if shared_enabled() and not expired_only:  # several instances: their shared front too (Redis expires the rest)
-        shared_clear()
+        try:
+            shared_clear()
+        except redis_errors() as exc:  # the rows are gone; the caller says what is left
+            raise CacheClearIncomplete(FRONT_NOT_CLEARED.format(error=type(exc).__name__)) from exc
 
 
 cached_responses_cleared.connect(_on_cleared, dispatch_uid="openai_api.cache")

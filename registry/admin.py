@@ -19,6 +19,7 @@ from inference.status import TierStatus
 from .models import ApiKey, ApiKeyUsage, CachedResponse, StoredResponse, Tier
 from .selectors import tier_spec
 from .services import api_key_issue, api_key_revoke, cached_response_clear
+from .signals import CacheClearIncomplete
 from .tier_form import option_fieldnames, tier_form
 
 logger = logging.getLogger(__name__)
@@ -153,8 +154,23 @@ class TierAdmin(admin.ModelAdmin):
 
     @admin.action(description="Clear the response cache of these tiers")
     def clear_cache(self, request, queryset):
-        deleted = sum(cached_response_clear(tier=tier.name) for tier in queryset)
-        self.message_user(request, f"Deleted {deleted} cached responses.")
+        deleted = cleared(self, request, [{"tier": tier.name} for tier in queryset])
+        if deleted is not None:
+            self.message_user(request, f"Deleted {deleted} cached responses.")
+
+
+def cleared(model_admin: admin.ModelAdmin, request, clears: list[dict]) -> int | None:
+    """`cached_response_clear(**each)` for each of `clears`: how many rows went, or None once one
+    could not clear the shared front (Redis unreachable), said to the user as an error."""
+    deleted = 0
+    for kwargs in clears:
+        try:
+            deleted += cached_response_clear(**kwargs)
+        except CacheClearIncomplete as exc:
+            model_admin.message_user(request, f"Deleted {deleted + exc.deleted} cached responses from the database, "
+                                              f"but {exc}", level=messages.ERROR)
+            return None
+    return deleted
 
 
 @admin.register(CachedResponse)
@@ -197,20 +213,23 @@ class CachedResponseAdmin(admin.ModelAdmin):
         return pretty_json(entry.response)
 
     def delete_model(self, request, obj):
-        cached_response_clear(keys=[obj.key])
+        cleared(self, request, [{"keys": [obj.key]}])
 
     def delete_queryset(self, request, queryset):
-        cached_response_clear(keys=list(queryset.values_list("key", flat=True)))
+        cleared(self, request, [{"keys": list(queryset.values_list("key", flat=True))}])
 
     @admin.action(description="Clear all expired entries")
     def clear_expired(self, request, queryset):
-        self.message_user(request, f"Deleted {cached_response_clear(expired_only=True)} expired entries.")
+        deleted = cleared(self, request, [{"expired_only": True}])
+        if deleted is not None:
+            self.message_user(request, f"Deleted {deleted} expired entries.")
 
     @admin.action(description="Clear every entry of the selected entries' tiers")
     def clear_tiers(self, request, queryset):
         names = set(queryset.values_list("tier__name", flat=True))
-        deleted = sum(cached_response_clear(tier=name) for name in names)
-        self.message_user(request, f"Deleted {deleted} entries of {', '.join(sorted(names))}.")
+        deleted = cleared(self, request, [{"tier": name} for name in sorted(names)])
+        if deleted is not None:
+            self.message_user(request, f"Deleted {deleted} entries of {', '.join(sorted(names))}.")
 
 
 # --- API keys (issue 11) --------------------------------------------------------------------------

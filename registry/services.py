@@ -26,7 +26,7 @@ from inference.options import options_errors, options_fill
 from llmservice.errors import ModelUnavailable
 
 from .models import ApiKey, ApiKeyUsage, CachedResponse, StoredResponse, Tier
-from .signals import cached_responses_cleared
+from .signals import CacheClearIncomplete, cached_responses_cleared
 
 logger = logging.getLogger(__name__)
 
@@ -233,7 +233,8 @@ def cached_response_hit(*, key: str) -> None:
 def cached_response_clear(
     *, tier: str | None = None, keys: list[str] | None = None, expired_only: bool = False
 ) -> int:
-    """Delete cached responses (all, one tier's, given keys, or only expired ones); how many."""
+    """Delete cached responses (all, one tier's, given keys, or only expired ones); how many.
+    `CacheClearIncomplete` (with the count) when the rows went but the shared front stayed."""
     qs = CachedResponse.objects.all()
     if tier is not None:
         qs = qs.filter(tier__name=tier)
@@ -242,8 +243,12 @@ def cached_response_clear(
     if expired_only:
         qs = qs.filter(expires_at__lte=timezone.now())
     deleted, _ = qs.delete()
-    cached_responses_cleared.send(sender=CachedResponse, tier=tier, keys=keys, expired_only=expired_only)
     logger.info("Cleared %d cached responses (tier=%s, expired_only=%s)", deleted, tier or "all", expired_only)
+    try:
+        cached_responses_cleared.send(sender=CachedResponse, tier=tier, keys=keys, expired_only=expired_only)
+    except CacheClearIncomplete as exc:
+        exc.deleted = deleted
+        raise
     return deleted
 
 

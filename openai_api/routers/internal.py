@@ -14,8 +14,9 @@ from ninja.errors import AuthenticationError
 from ninja.security import HttpBearer
 
 from inference.manager import get_manager
-from llmservice.errors import InvalidRequest, ModelUnavailable, ServiceError
+from llmservice.errors import InvalidRequest, ModelUnavailable, ServiceError, SharedStoreUnavailable
 from registry.client import internal_token
+from registry.signals import CacheClearIncomplete
 from registry.selectors import cached_response_stats, tier_aget, tier_spec
 from registry.services import cached_response_clear
 from registry.tier_snapshot import tier_snapshot_clear
@@ -91,7 +92,11 @@ async def unload(request: HttpRequest, body: UnloadIn):
 async def cache_clear(request: HttpRequest, body: ClearIn):
     """Delete cached responses from memory and the database: all, a tier's, or the expired ones."""
     tier = (await tier_aget(model=body.tier)).name if body.tier else None
-    deleted = await sync_to_async(cached_response_clear)(tier=tier, expired_only=body.expired_only)
+    try:
+        deleted = await sync_to_async(cached_response_clear)(tier=tier, expired_only=body.expired_only)
+    except CacheClearIncomplete as exc:
+        raise SharedStoreUnavailable(f"Deleted {exc.deleted} cached responses from the database, but {exc}",
+                                     code="cache_front_not_cleared") from None
     return {"deleted": deleted}
 
 

@@ -13,14 +13,16 @@ import time
 
 import pytest
 from asgiref.sync import sync_to_async
-from django.test import AsyncClient
+from django.test import AsyncClient, Client
 
 from llmservice import redis_clients
 from openai_api import ratelimit
 from openai_api.ratelimit_redis import UNAVAILABLE
 from openai_api.usage import usage_buffer
-from registry.models import Tier
-from registry.services import api_key_create
+from registry.client import internal_token
+from registry.models import CachedResponse, Tier
+from registry.services import api_key_create, cached_response_clear
+from registry.signals import CacheClearIncomplete
 from tests.server import free_port
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -137,3 +139,31 @@ async def test_a_redis_that_never_answers_costs_its_timeout_not_a_hang(silent_re
     for client in (redis_clients.redis_async(), await sync_to_async(redis_clients.redis_sync)()):
         kwargs = client.connection_pool.connection_kwargs
         assert kwargs["socket_timeout"] == kwargs["socket_connect_timeout"] == 0.5
+
+
+async def test_a_clear_with_redis_down_deletes_the_rows_and_says_the_shared_front_stays(keys, redis_port):
+    _, unlimited = keys
+    assert (await chat(unlimited))[0].status_code == 200  # one answer in the database's cache
+    assert await CachedResponse.objects.acount() == 1
+    with pytest.raises(CacheClearIncomplete) as raised:
+        await sync_to_async(cached_response_clear)()
+    assert raised.value.deleted == 1 and "shared cache front could not be cleared" in str(raised.value)
+    assert await CachedResponse.objects.acount() == 0
+
+    await chat(unlimited)  # the server's own clear (manage.py clearcache): a 503 that says so
+    response = await AsyncClient().post("/internal/cache/clear", "{}", content_type="application/json",
+                                        headers={"Authorization": f"Bearer {internal_token()}"})
+    body = json.loads(response.content)
+    assert response.status_code == 503 and body["error"]["code"] == "cache_front_not_cleared", body
+    assert body["error"]["message"].startswith("Deleted 1 cached responses from the database, but the shared")
+    assert str(redis_port) not in response.content.decode()
+
+
+def test_the_admin_clear_with_redis_down_is_an_error_message_not_a_500(redis_port, admin_user):
+    tier = Tier.objects.get(name="fake")
+    client = Client()
+    client.force_login(admin_user)
+    response = client.post("/admin/registry/tier/", {"action": "clear_cache", "_selected_action": [tier.pk]}, follow=True)
+    assert response.status_code == 200
+    said = [str(m) for m in response.context["messages"]]
+    assert any("could not be cleared" in m for m in said), said
