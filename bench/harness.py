@@ -26,6 +26,7 @@ class Profile:
     cache_requests: int  # requests per cache/health round
     cache_rounds: int
     embed_texts: int  # texts per embeddings measurement
+    embed_rounds: int  # paired rounds (ours, direct) per embeddings client count
     startup_reps: int
     batch_clients: tuple[int, ...] = ()  # section 8 (continuous batching against llama-server); () = not run
     batch_rounds: int = 3  # rounds of 2N requests per client count
@@ -52,9 +53,9 @@ class Profile:
 
 
 FULL = Profile("full", reps=5, max_tokens=32, concurrency=(1, 4, 8), rounds=2, cache_requests=100,
-               cache_rounds=5, embed_texts=64, startup_reps=5, batch_clients=(1, 4, 8, 16))
+               cache_rounds=5, embed_texts=64, embed_rounds=6, startup_reps=5, batch_clients=(1, 4, 8, 16))
 SMOKE = Profile("smoke", reps=1, max_tokens=8, concurrency=(1, 2), rounds=1, cache_requests=5,
-                cache_rounds=1, embed_texts=4, startup_reps=1)
+                cache_rounds=1, embed_texts=4, embed_rounds=1, startup_reps=1)
 
 
 @dataclass
