@@ -10,16 +10,14 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.scaleout.servers import ScriptedUpstream, started_front
+from tests.scaleout.servers import started_front
 
 UNRESOLVABLE = "http://upstream.invalid/v1"  # reachable only through the proxy
 
 
 @pytest.fixture(scope="module")
-def upstream():
-    server = ScriptedUpstream()
-    yield server
-    server.close()
+def upstream(scripted_upstream):
+    return scripted_upstream  # the proxy, too
 
 
 @pytest.fixture(scope="module")
