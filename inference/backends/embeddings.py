@@ -20,6 +20,7 @@ from ..engines.forward_pass import ForwardPassEngine
 from ..options import EngineOptions, option, options_load
 from ..retrieval import Embedding, EmbeddingRequest, EmbeddingResult, Prepared
 from ..token_ids import decode_inputs
+from ..torch_thread import computed, loaded
 
 logger = logging.getLogger(__name__)
 
@@ -145,7 +146,7 @@ class _EmbeddingBackend:
     def run(self, batch: list[Prepared]) -> list[EmbeddingResult]:
         texts = [text for prepared in batch for text in prepared.data]
         sparse, colbert = batch[0].group
-        embeddings = self._encode(texts, sparse=sparse, colbert=colbert)
+        embeddings = computed(self._encode, texts, sparse=sparse, colbert=colbert)  # inference/torch_thread.py
         results, start = [], 0
         for prepared in batch:
             mine = embeddings[start : start + len(prepared.data)]
@@ -180,7 +181,7 @@ class SentenceTransformerBackend(_EmbeddingBackend):
         try:
             from sentence_transformers import SentenceTransformer
 
-            model = SentenceTransformer(spec.model_path, device="cpu", local_files_only=True)
+            model = loaded(SentenceTransformer, spec.model_path, device="cpu", local_files_only=True)
         except Exception as exc:
             raise _cannot_load(spec, exc) from exc
         return cls(spec, model)
@@ -217,7 +218,7 @@ class BGEM3Backend(_EmbeddingBackend):
             from .flag_compat import import_flagembedding
 
             flag = import_flagembedding()
-            model = flag.BGEM3FlagModel(spec.model_path, use_fp16=False, devices="cpu", normalize_embeddings=True)
+            model = loaded(flag.BGEM3FlagModel, spec.model_path, use_fp16=False, devices="cpu", normalize_embeddings=True)
         except Exception as exc:
             raise _cannot_load(spec, exc) from exc
         return cls(spec, model)

@@ -18,6 +18,7 @@ from llmservice.errors import InvalidRequest
 from ..engines.forward_pass import ForwardPassEngine
 from ..options import options_load
 from ..retrieval import Prepared, RerankRequest, RerankResult
+from ..torch_thread import computed, loaded
 from .embeddings import BatchOptions, _cannot_load, _offline, model_dir_problems, refuse_problems
 
 logger = logging.getLogger(__name__)
@@ -55,7 +56,7 @@ class _RerankBackend:
 
     def run(self, batch: list[Prepared]) -> list[RerankResult]:
         pairs = [(p.request.query, doc) for p in batch for doc in p.request.documents]
-        scores = self._score(pairs)
+        scores = computed(self._score, pairs)  # inference/torch_thread.py
         results, start = [], 0
         for prepared in batch:
             count = len(prepared.request.documents)
@@ -81,7 +82,7 @@ class CrossEncoderBackend(_RerankBackend):
         try:
             from sentence_transformers import CrossEncoder
 
-            model = CrossEncoder(spec.model_path, device="cpu", local_files_only=True)
+            model = loaded(CrossEncoder, spec.model_path, device="cpu", local_files_only=True)
         except Exception as exc:
             raise _cannot_load(spec, exc) from exc
         return cls(spec, model)
@@ -112,7 +113,7 @@ class FlagRerankerBackend(_RerankBackend):
             from .flag_compat import import_flagembedding
 
             flag = import_flagembedding()
-            model = flag.FlagReranker(spec.model_path, use_fp16=False, devices="cpu", normalize=True)
+            model = loaded(flag.FlagReranker, spec.model_path, use_fp16=False, devices="cpu", normalize=True)
         except Exception as exc:
             raise _cannot_load(spec, exc) from exc
         return cls(spec, model)
