@@ -2,7 +2,7 @@
 #   make run    set up, migrate, seed the tiers, serve on HOST:PORT (default 127.0.0.1:8000)
 #   make test   set up (with the test extras) and run the whole test suite
 #   make bench  set up (with the bench extras) and write bench/results.md + results.png (< 10 min)
-# The first setup compiles llama-cpp-python from source: about 7 minutes on 2 cores.
+# The first setup compiles llama-cpp-python from source: about 5-7 minutes on 2 cores.
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -15,8 +15,27 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 
-$(VENV)/.installed: requirements.txt requirements-models.txt | $(BIN)/python
-	$(PIP) install -r requirements.txt
+# llama-cpp-python is compiled here rather than by pip's own source build, so that llama.cpp's CPU
+# backend is built without OpenMP (it uses ggml's own thread pool). torch, which the embedding and
+# rerank tiers run on, brings libgomp too; with one libgomp serving both, LLM decode slowed by a
+# sixth to a third once an embedding tier had run. pip's wheel cache can't tell builds apart by
+# their CMake arguments, so the wheel is kept in a cache of ours, keyed by the pin and the
+# arguments: it compiles once per machine. GPU builds add their backend, e.g.
+#   make run LLAMA_CMAKE_ARGS="-DGGML_OPENMP=OFF -DGGML_CUDA=on"
+LLAMA_PIN := $(shell grep -m1 '^llama-cpp-python==' requirements.txt)
+LLAMA_CMAKE_ARGS ?= -DGGML_OPENMP=OFF
+ifndef LLAMA_WHEELS
+LLAMA_WHEELS := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/llmservice/$(subst ==,-,$(LLAMA_PIN))-$(shell printf '%s' '$(LLAMA_CMAKE_ARGS)' | cksum | cut -d' ' -f1)
+endif
+
+$(LLAMA_WHEELS)/.built: | $(BIN)/python
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PIP) wheel --no-deps --no-cache-dir --no-binary llama-cpp-python --wheel-dir "$(LLAMA_WHEELS)" "$(LLAMA_PIN)"
+	touch $@
+
+$(VENV)/.installed: requirements.txt requirements-models.txt $(LLAMA_WHEELS)/.built | $(BIN)/python
+	$(PIP) install --find-links "$(LLAMA_WHEELS)" -r requirements.txt
+	@# A venv set up before (or with other CMake arguments) keeps its build unless replaced.
+	$(PIP) install --no-deps --force-reinstall "$(LLAMA_WHEELS)"/llama_cpp_python-*.whl
 	$(PIP) install --no-deps -r requirements-models.txt
 	touch $@
 
