@@ -20,6 +20,7 @@ from django.conf import settings
 
 from llmservice.errors import ContextLengthExceeded, InvalidRequest, ModelUnavailable, UnsupportedParameter
 
+from . import llama_threads
 from .constraints import CompileLimits, CompiledConstraint, ConstraintCompiler, DuplicateCallGuard, ToolCalls
 from .constraints import detect_tool_format
 from .constraints.tool_formats import GENERIC
@@ -85,14 +86,29 @@ def gguf_model_load(spec: ModelSpec, n_gpu_layers: int) -> Any:
 
 
 def gguf_context(spec: ModelSpec, model: Any, params: Any) -> Any:
-    """A `llama_context` on `model`; the model is closed if llama.cpp can't make one."""
+    """A `llama_context` on `model` with its thread pools (inference/llama_threads.py); free it
+    with `free_context`. The model is closed if llama.cpp can't make one."""
     import llama_cpp
 
     ctx = llama_cpp.llama_init_from_model(model.model, params)
     if not ctx:
         model.close()
         raise ModelUnavailable(f"Model '{spec.name}' failed to load: llama.cpp could not create its context.")
+    try:
+        llama_threads.attach(ctx, params.n_threads, params.n_threads_batch)
+    except MemoryError as exc:
+        llama_cpp.llama_free(ctx)
+        model.close()
+        raise ModelUnavailable(f"Model '{spec.name}' failed to load: {exc}.") from exc
     return ctx
+
+
+def free_context(ctx: Any) -> None:
+    """Free a context from `gguf_context`, then its thread pools."""
+    import llama_cpp
+
+    llama_cpp.llama_free(ctx)
+    llama_threads.release(ctx)
 
 
 def _named_formatter(name: str):

@@ -15,6 +15,7 @@ from typing import Any, Callable, Iterator
 
 from llmservice.errors import InternalError, ModelUnavailable
 
+from .. import llama_threads
 from ..decoding import TextAssembler
 from ..engines.serial import SerialEngine
 from ..events import Event, Finished, Started, TokenLogprob
@@ -76,10 +77,18 @@ class LlamaCppBackend:
             )
         except (ValueError, RuntimeError, OSError) as exc:
             raise ModelUnavailable(f"Model '{spec.name}' failed to load: {exc}.") from exc
+        params = llama.context_params
+        try:
+            llama_threads.attach(llama.ctx, params.n_threads, params.n_threads_batch)
+        except MemoryError as exc:
+            llama.close()
+            raise ModelUnavailable(f"Model '{spec.name}' failed to load: {exc}.") from exc
         return cls(spec, llama)
 
     def close(self) -> None:
+        ctx = self._llama.ctx
         self._llama.close()
+        llama_threads.release(ctx)
 
     def generate(
         self, request: GenerationRequest, should_stop: Callable[[], bool]

@@ -28,8 +28,8 @@ from llmservice.errors import InternalError, ModelUnavailable, ServiceError
 from ..constraints import allocate_bitmask, apply_bitmask, fill_masks
 from ..events import Failed, Started
 from ..llamacpp_common import (
-    UNPREPARED, PromptBuilder, SequenceConstraint, TokenText, checked_logit_bias, constraint_compiler, gguf_context,
-    gguf_model_load, log_softmax, spec_problems,
+    UNPREPARED, PromptBuilder, SequenceConstraint, TokenText, checked_logit_bias, constraint_compiler, free_context,
+    gguf_context, gguf_model_load, log_softmax, spec_problems,
 )
 from ..options import options_load
 from ..params import ModelSpec
@@ -113,7 +113,7 @@ class BatchedLlamaEngine:
             self._drop(admitted)
         self._batch.free()
         if self._ctx is not None:
-            self._lib.llama_free(self._ctx)
+            free_context(self._ctx)
             self._ctx = None
         self._model.close()
 

@@ -20,7 +20,7 @@ from llmservice.errors import ModelUnavailable
 
 from ..backends.embeddings import WRONG_BACKEND_KIND, BatchOptions, _EmbeddingBackend
 from ..gguf import gguf_problem
-from ..llamacpp_common import gguf_context, gguf_model_load
+from ..llamacpp_common import free_context, gguf_context, gguf_model_load
 from ..options import option, options_load
 from ..retrieval import Embedding
 from .forward_pass import ForwardPassEngine
@@ -103,7 +103,7 @@ class LlamaEmbeddingBackend(_EmbeddingBackend):
         n_batch = max(opts.n_batch, max_tokens)
         ctx = gguf_context(spec, model, _context_params(llama_cpp, n_batch, opts.n_threads))
         if llama_cpp.llama_pooling_type(ctx) == llama_cpp.LLAMA_POOLING_TYPE_NONE:
-            llama_cpp.llama_free(ctx)
+            free_context(ctx)
             model.close()
             raise ModelUnavailable(f"Model '{spec.name}' cannot be loaded: {NOT_AN_EMBEDDING_MODEL}.")
         return cls(spec, model, ctx, max_tokens, n_batch)
@@ -150,7 +150,7 @@ class LlamaEmbeddingBackend(_EmbeddingBackend):
     def close(self) -> None:
         self._batch.free()
         if self._ctx is not None:
-            self._lib.llama_free(self._ctx)
+            free_context(self._ctx)
             self._ctx = None
         self._model.close()
 
