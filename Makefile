@@ -73,8 +73,14 @@ run: install
 test: install-test models
 	$(BIN)/python -m pytest
 
-bench: install-bench
+bench: install-bench var/peer-llama/.installed
 	$(BIN)/python -m bench
+
+# The peer server (llama_cpp.server) runs on llama-cpp-python as pip builds it by default, with
+# OpenMP: what its users run. Ours is built without (see LLAMA_CMAKE_ARGS).
+var/peer-llama/.installed: | $(BIN)/python
+	env -u CMAKE_ARGS $(PIP) install --no-deps --upgrade --target var/peer-llama "$(LLAMA_PIN)"
+	touch $@
 
 clean:
 	rm -rf $(VENV)

@@ -101,12 +101,18 @@ async def chat_clients_repeating(url: str, payload: dict, clients: int, each: in
 
 
 class Engine:
-    """llama-cpp-python called directly: the same file, threads and context as the servers."""
+    """llama-cpp-python called directly: the same file, threads and context as the servers, and the
+    thread pools our tiers attach to their contexts (inference/llama_threads.py). Our build of
+    llama.cpp has no OpenMP; without a pool its context starts a thread per token, which would
+    make the engine slower than the service that runs it."""
 
     def __init__(self, model_path: str, n_threads: int):
         from llama_cpp import Llama
 
+        from inference import llama_threads
+
         self.llama = Llama(model_path=model_path, n_ctx=2048, n_batch=512, n_threads=n_threads, verbose=False)
+        llama_threads.attach(self.llama.ctx, n_threads, n_threads)
 
     def chat(self, payload: dict) -> Outcome:
         kwargs: dict[str, Any] = {k: payload[k] for k in ("messages", "max_tokens", "temperature", "seed", "repeat_penalty")}
@@ -127,4 +133,8 @@ class Engine:
         return Outcome(time.perf_counter() - started, ttft, chunks, finish is not None, finish)
 
     def close(self) -> None:
+        from inference import llama_threads
+
+        ctx = self.llama.ctx
         self.llama.close()
+        llama_threads.release(ctx)

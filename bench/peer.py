@@ -14,7 +14,7 @@ import httpx
 
 from .clients import Outcome, chat, chat_clients
 from .harness import Profile, Row, Section, percentile, speed_ratio
-from .procs import Process, wait_idle
+from .procs import PeerServer, Process, wait_idle
 
 logger = logging.getLogger(__name__)
 TIER = "light"
@@ -48,6 +48,8 @@ class Round:
 async def run(profile: Profile, ours: Process, peer: Process) -> tuple[Section, Section]:
     """Returns (section 2: against the peer, section 4: our concurrency)."""
     against = Section(2, "Against the peer (llama-cpp-python's own server, default settings)")
+    against.notes.append(f"The peer runs llama-cpp-python {PeerServer.build()}; ours runs our build (no OpenMP, "
+                         "thread pools attached).")
     scaling = Section(4, f"Concurrency: streaming clients on one tier ({TIER})")
     targets = {"ours": ours, "peer": peer}
     urls = {k: p.base_url + "/v1/chat/completions" for k, p in targets.items()}

@@ -122,10 +122,26 @@ class OurServer(Process):
                 "--port", str(self.port)]
 
 
+# llama-cpp-python as pip builds it by default (with OpenMP), for the peer server: what its users
+# run. `make bench` installs it here (pip's own wheel cache makes that seconds after the first).
+PEER_LLAMA = ROOT / "var" / "peer-llama"
+
+
 class PeerServer(Process):
-    """llama-cpp-python's own OpenAI server with its defaults (interrupt_requests on)."""
+    """llama-cpp-python's own OpenAI server with its defaults (interrupt_requests on), on pip's
+    default build of llama.cpp (PEER_LLAMA) when there is one, else on ours."""
 
     name = "llama_cpp.server"
+
+    @staticmethod
+    def build() -> str:
+        return "pip's default build (OpenMP)" if (PEER_LLAMA / "llama_cpp").is_dir() else "our build (no OpenMP)"
+
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        if (PEER_LLAMA / "llama_cpp").is_dir():
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PEER_LLAMA), env.get("PYTHONPATH")]))
+        return env
 
     def __init__(self, workdir: Path, model_path: str):
         super().__init__(workdir)
