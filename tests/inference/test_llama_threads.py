@@ -4,7 +4,9 @@ llama.cpp is built without OpenMP (tests/inference/test_llama_build.py). With no
 CPU backend starts and ends a worker thread for every graph, every token; on 2 cores that cost more
 than half of a stream's tokens/s whenever requests came with gaps. Each kind of llama.cpp tier is
 loaded for real here (SmolLM2, the MiniLM GGUF): its workers start with the context, are the same
-threads after it computed, and end when the tier is closed.
+threads after it computed, sleep as soon as a graph is done (ggml's default would poll for about
+150 ms after every request, taking a core from whatever else the process or the machine runs),
+and end when the tier is closed.
 """
 import os
 import time
@@ -73,6 +75,10 @@ def test_a_context_keeps_its_workers_until_it_is_closed(load):
         assert workers <= native_threads(), "the pool's worker ended between graphs"
         worked = cpu_ns(workers) - idle
         assert worked > 10_000_000, f"the pool's worker ran {worked} ns: the context computed without it"
+        done = cpu_ns(workers)
+        time.sleep(0.3)
+        spun = cpu_ns(workers) - done
+        assert spun < 20_000_000, f"the idle worker kept a core busy for {spun / 1e6:.0f} ms after its last graph"
     finally:
         tier.close()
     assert not workers & native_threads(), "closing the tier left its pool's worker running"
