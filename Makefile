@@ -78,7 +78,7 @@ bench: install-bench var/peer-llama/.installed
 
 # The peer server (llama_cpp.server) runs on llama-cpp-python as pip builds it by default, with
 # OpenMP: what its users run. Ours is built without (see LLAMA_CMAKE_ARGS).
-var/peer-llama/.installed: | $(BIN)/python
+var/peer-llama/.installed: requirements.txt | $(BIN)/python
 	env -u CMAKE_ARGS $(PIP) install --no-deps --upgrade --target var/peer-llama "$(LLAMA_PIN)"
 	touch $@
 

@@ -112,7 +112,7 @@ class Engine:
         from inference import llama_threads
 
         self.llama = Llama(model_path=model_path, n_ctx=2048, n_batch=512, n_threads=n_threads, verbose=False)
-        llama_threads.attach(self.llama.ctx, n_threads, n_threads)
+        llama_threads.attach_llama(self.llama)
 
     def chat(self, payload: dict) -> Outcome:
         kwargs: dict[str, Any] = {k: payload[k] for k in ("messages", "max_tokens", "temperature", "seed", "repeat_penalty")}
@@ -135,6 +135,4 @@ class Engine:
     def close(self) -> None:
         from inference import llama_threads
 
-        ctx = self.llama.ctx
-        self.llama.close()
-        llama_threads.release(ctx)
+        llama_threads.close_llama(self.llama)

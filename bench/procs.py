@@ -134,12 +134,16 @@ class PeerServer(Process):
     name = "llama_cpp.server"
 
     @staticmethod
-    def build() -> str:
-        return "pip's default build (OpenMP)" if (PEER_LLAMA / "llama_cpp").is_dir() else "our build (no OpenMP)"
+    def on_pip_build() -> bool:
+        return (PEER_LLAMA / "llama_cpp").is_dir()
+
+    @classmethod
+    def build(cls) -> str:
+        return "pip's default build (OpenMP)" if cls.on_pip_build() else "our build (no OpenMP)"
 
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
-        if (PEER_LLAMA / "llama_cpp").is_dir():
+        if self.on_pip_build():
             env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PEER_LLAMA), env.get("PYTHONPATH")]))
         return env
 

@@ -9,7 +9,8 @@ between graphs, asleep until the next one (POLL). llama-cli attaches pools the s
 https://github.com/ggml-org/llama.cpp/blob/master/ggml/include/ggml-cpu.h (`ggml_threadpool_new`)
 https://github.com/ggml-org/llama.cpp/blob/master/include/llama.h (`llama_attach_threadpool`)
 
-`attach(ctx, ...)` after `llama_init_from_model`; `release(ctx)` after `llama_free(ctx)`.
+`attach(ctx, ...)` after `llama_init_from_model`; `release(ctx)` after `llama_free(ctx)`. For a
+`llama_cpp.Llama`: `attach_llama(llama)`, then `close_llama(llama)`.
 """
 
 from __future__ import annotations
@@ -98,6 +99,18 @@ def release(ctx: Any) -> None:
         pools = _attached.pop(address, [])
     for pool in pools:
         _api[0].ggml_threadpool_free(pool)
+
+
+def attach_llama(llama: Any) -> None:
+    """`attach` for a `llama_cpp.Llama`, with the threads it was made with; `close_llama` closes it."""
+    attach(llama.ctx, llama.context_params.n_threads, llama.context_params.n_threads_batch)
+
+
+def close_llama(llama: Any) -> None:
+    """Close a `llama_cpp.Llama` (which frees its context), then its pools."""
+    ctx = llama.ctx
+    llama.close()
+    release(ctx)
 
 
 def _new(ggml: Any, n_threads: int) -> int:

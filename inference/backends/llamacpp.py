@@ -77,18 +77,15 @@ class LlamaCppBackend:
             )
         except (ValueError, RuntimeError, OSError) as exc:
             raise ModelUnavailable(f"Model '{spec.name}' failed to load: {exc}.") from exc
-        params = llama.context_params
         try:
-            llama_threads.attach(llama.ctx, params.n_threads, params.n_threads_batch)
+            llama_threads.attach_llama(llama)
         except MemoryError as exc:
             llama.close()
             raise ModelUnavailable(f"Model '{spec.name}' failed to load: {exc}.") from exc
         return cls(spec, llama)
 
     def close(self) -> None:
-        ctx = self._llama.ctx
-        self._llama.close()
-        llama_threads.release(ctx)
+        llama_threads.close_llama(self._llama)
 
     def generate(
         self, request: GenerationRequest, should_stop: Callable[[], bool]
