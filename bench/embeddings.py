@@ -1,6 +1,10 @@
 """Section 5: texts/s through /v1/embeddings against sentence-transformers called directly,
 with 1 and 8 concurrent clients (one text per request). Skipped until embeddings exist.
 
+The clients are the lean one (bench/lean.py), as in section 1: httpx's own ~1 ms per request,
+on the cores the model computes on, is a tenth of a MiniLM forward pass. One client through
+httpx is a row of its own.
+
 Also: the `light` tier's streaming tokens/s after the embedding tier has run, against the same
 before any embedding. One process serves both, and torch's OpenMP runtime once shared with
 llama.cpp's slowed LLM decode by a sixth to a third from the first embedding on."""
@@ -15,6 +19,7 @@ import httpx
 
 from .clients import chat
 from .harness import Profile, Row, Section, speed_ratio
+from .lean import LeanConnection, lean_post
 from .procs import OurServer, wait_idle
 
 logger = logging.getLogger(__name__)
@@ -47,12 +52,15 @@ async def run(profile: Profile, server: OurServer) -> Section:
         sample = texts(profile.embed_texts)
         ours: dict[int, list[float]] = {n: [] for n in LEVELS}
         base: dict[int, list[float]] = {n: [] for n in LEVELS}
+        through_httpx: list[float] = []
         for i in range(max(1, profile.embed_rounds)):  # paired rounds; neither side always goes first
             for n in LEVELS:
                 wait_idle(server)
                 if i % 2:
                     base[n].append(_direct(model, sample, n))
-                ours[n].append(await _through_api(client, url, tier["id"], sample, n))
+                ours[n].append(await _through_api(server.base_url, tier["id"], sample, n))
+                if n == 1:
+                    through_httpx.append(await _through_httpx(client, url, tier["id"], sample))
                 if not i % 2:
                     base[n].append(_direct(model, sample, n))
         decode_after = await _decode(client, server, profile)
@@ -66,6 +74,13 @@ async def run(profile: Profile, server: OurServer) -> Section:
             ratios=[speed_ratio(a, b, lower_is_better=False) for a, b in zip(ours[n], base[n])],
             ratio_def="ours / direct", target=TARGETS.get(n, ""),
         ))
+        if n == 1:
+            section.rows.append(Row(
+                section="embeddings", metric="1 client: texts/s, through httpx", unit="texts/s",
+                ours=through_httpx, baseline=base[1], baseline_label="SentenceTransformer.encode (one text)",
+                ratios=[speed_ratio(a, b, lower_is_better=False) for a, b in zip(through_httpx, base[1])],
+                ratio_def="ours / direct", target="- (as the openai SDK sees it)",
+            ))
     if decode_before and decode_after:
         section.rows.append(Row(
             section="embeddings", metric=f"{LLM_TIER} streaming tokens/s after the embedding tier ran",
@@ -112,21 +127,37 @@ def _direct_model(section: Section):
     return SentenceTransformer(path, device="cpu")  # the same directory the `embed` tier serves
 
 
-async def _through_api(client: httpx.AsyncClient, url: str, model: str, sample: list[str], clients: int) -> float:
+async def _through_api(base_url: str, model: str, sample: list[str], clients: int) -> float:
+    """texts/s of `clients` lean clients, each on its own connection, sharing the texts."""
     queue = iter(sample)
+    connections = [LeanConnection(base_url) for _ in range(clients)]
 
-    async def worker() -> None:
+    async def worker(conn: LeanConnection) -> None:
         for text in queue:
-            response = await client.post(url, json={"model": model, "input": text})
-            response.raise_for_status()
+            status = await lean_post(conn, "/v1/embeddings", {"model": model, "input": text})
+            if status != 200:
+                raise RuntimeError(f"/v1/embeddings answered {status}")
 
+    for conn in connections:  # connected before the clock starts, as httpx's pool is after warm-up
+        await lean_post(conn, "/v1/embeddings", {"model": model, "input": "probe"})
     started = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(clients)))
+    await asyncio.gather(*(worker(conn) for conn in connections))
+    seconds = time.perf_counter() - started
+    for conn in connections:
+        await conn.close()
+    return len(sample) / seconds
+
+
+async def _through_httpx(client: httpx.AsyncClient, url: str, model: str, sample: list[str]) -> float:
+    started = time.perf_counter()
+    for text in sample:
+        response = await client.post(url, json={"model": model, "input": text})
+        response.raise_for_status()
     return len(sample) / (time.perf_counter() - started)
 
 
 def _direct(model, sample: list[str], batch: int) -> float:
     started = time.perf_counter()
     for i in range(0, len(sample), batch):
-        model.encode(sample[i : i + batch])
+        model.encode(sample[i : i + batch], show_progress_bar=False)
     return len(sample) / (time.perf_counter() - started)
