@@ -52,3 +52,16 @@ async def test_a_change_made_elsewhere_applies_after_tier_snapshot_seconds(light
     assert (await tier_lookup(model="light"))[1].defaults["temperature"] == 1.0
     await sync_to_async(Tier.objects.filter(name="light").update)(temperature=2.0)
     assert (await tier_lookup(model="light"))[1].defaults["temperature"] == 2.0  # 0: read per request
+
+
+async def test_a_reread_keeps_the_specs_of_unchanged_tiers_and_rebuilds_the_changed_ones(light, monkeypatch):
+    await sync_to_async(Tier.objects.create)(name="heavy", backend="fake", model_path="big.gguf", temperature=0.2)
+    built = []
+    spec_of = tier_snapshot.tier_spec
+    monkeypatch.setattr(tier_snapshot, "tier_spec", lambda *, tier: built.append(tier.name) or spec_of(tier=tier))
+    light_spec, heavy_spec = (await tier_lookup(model="light"))[1], (await tier_lookup(model="heavy"))[1]
+    await sync_to_async(Tier.objects.filter(name="heavy").update)(temperature=0.9)  # as another process's edit
+    tier_snapshot._snapshot.read_at -= 3600  # aged: the next lookup reads the table again
+    assert (await tier_lookup(model="light"))[1] is light_spec  # its row is as it was: its spec is kept
+    assert (await tier_lookup(model="heavy"))[1].defaults["temperature"] == 0.9  # its row changed: built again
+    assert built == ["light", "heavy", "heavy"]
