@@ -52,28 +52,50 @@ async def chat(client: httpx.AsyncClient, url: str, payload: dict, headers: dict
         finish = body["choices"][0]["finish_reason"] if ok else None
         return Outcome(seconds, None, (_usage_tokens(body) or 0) if ok else 0, ok and finish is not None, finish,
                        response.headers.get("x-cache"), response.status_code)
-    ttft, chunks, usage_tokens, finish = None, 0, None, None
+    tally = StreamTally(started)
     async with client.stream("POST", url, json=payload, headers=headers) as response:
         cache = response.headers.get("x-cache")
         if response.status_code != 200:
             await response.aread()
             return Outcome(time.perf_counter() - started, None, 0, False, None, cache, response.status_code)
         async for line in response.aiter_lines():
-            if not line.startswith("data:"):
-                continue  # blank separators and the peer's ": ping" comments
-            data = line[5:].strip()
-            if data == "[DONE]":
+            if tally.line(line):
                 break
-            event = json.loads(data)
-            usage_tokens = _usage_tokens(event) or usage_tokens
-            for choice in event.get("choices") or ():
-                if choice["delta"].get("content"):
-                    chunks += 1
-                    if ttft is None:
-                        ttft = time.perf_counter() - started
-                finish = choice.get("finish_reason") or finish
-    seconds = time.perf_counter() - started
-    return Outcome(seconds, ttft, usage_tokens or chunks, finish is not None, finish, cache)
+    return tally.outcome(cache)
+
+
+class StreamTally:
+    """What a client counts of a chat completion stream, fed its lines as they arrive."""
+
+    def __init__(self, started: float):
+        self.started = started
+        self.ttft: float | None = None
+        self.chunks = 0
+        self.usage_tokens: int | None = None
+        self.finish: str | None = None
+
+    def line(self, line: str | bytes) -> bool:
+        """Count one SSE line; True at [DONE]."""
+        if isinstance(line, bytes):
+            line = line.decode()
+        if not line.startswith("data:"):
+            return False  # blank separators and the peer's ": ping" comments
+        data = line[5:].strip()
+        if data == "[DONE]":
+            return True
+        event = json.loads(data)
+        self.usage_tokens = _usage_tokens(event) or self.usage_tokens
+        for choice in event.get("choices") or ():
+            if choice["delta"].get("content"):
+                self.chunks += 1
+                if self.ttft is None:
+                    self.ttft = time.perf_counter() - self.started
+            self.finish = choice.get("finish_reason") or self.finish
+        return False
+
+    def outcome(self, cache: str | None) -> Outcome:
+        seconds = time.perf_counter() - self.started
+        return Outcome(seconds, self.ttft, self.usage_tokens or self.chunks, self.finish is not None, self.finish, cache)
 
 
 async def chat_clients(url: str, payload: dict, clients: int, headers: dict | None = None) -> tuple[float, list[Outcome]]:

@@ -16,7 +16,7 @@ import time
 from typing import AsyncIterator
 from urllib.parse import urlsplit
 
-from .clients import NO_CACHE, Outcome, _usage_tokens
+from .clients import NO_CACHE, Outcome, StreamTally, _usage_tokens
 
 
 class LeanConnection:
@@ -103,25 +103,13 @@ async def lean_chat(conn: LeanConnection, payload: dict, headers: dict | None = 
         result = json.loads(data)
         finish = result["choices"][0]["finish_reason"]
         return Outcome(seconds, None, _usage_tokens(result) or 0, finish is not None, finish, cache)
-    ttft, chunks, usage_tokens, finish, pending = None, 0, None, None, b""
-    async for piece in body:
+    tally, pending = StreamTally(started), b""
+    async for piece in body:  # read to the end (the chunked body ends right after [DONE])
         pending += piece
         *lines, pending = pending.split(b"\n")
         for line in lines:
-            if not line.startswith(b"data:"):
-                continue
-            data = line[5:].strip()
-            if data == b"[DONE]":
-                continue  # the chunked body ends right after it
-            event = json.loads(data)
-            usage_tokens = _usage_tokens(event) or usage_tokens
-            for choice in event.get("choices") or ():
-                if choice["delta"].get("content"):
-                    chunks += 1
-                    if ttft is None:
-                        ttft = time.perf_counter() - started
-                finish = choice.get("finish_reason") or finish
-    return Outcome(time.perf_counter() - started, ttft, usage_tokens or chunks, finish is not None, finish, cache)
+            tally.line(line)
+    return tally.outcome(cache)
 
 
 async def lean_post(conn: LeanConnection, path: str, payload: dict) -> int:
