@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
 
 from pydantic import BaseModel
 
@@ -42,6 +42,7 @@ class ForwardPassEngine:
     backend: ClassVar[Any]  # the BatchBackend class this engine serves
     kinds: ClassVar[frozenset[str]] = frozenset({"embedding"})
     options: ClassVar[type[BaseModel]] = NoOptions
+    clock: ClassVar[Callable[[], float]] = staticmethod(time.perf_counter)  # the jobs' `queued_at` clock
 
     def __init__(self, model: Any):
         self.model = model  # the loaded backend
@@ -49,7 +50,7 @@ class ForwardPassEngine:
         self._admitted: list[tuple[Job, Prepared]] = []
         self._failed: list[Job] = []  # refused by prepare(): returned by the next step
         self._expected = 1  # requests the next pass should serve: what the last one served + late joiners
-        self._pass_ended = 0.0  # time.perf_counter() when the last pass ended
+        self._pass_ended = 0.0  # clock() when the last pass ended
         self._gathering_since: float | None = None  # when the next pass began waiting (None: not yet)
 
     @classmethod
@@ -83,7 +84,7 @@ class ForwardPassEngine:
         pending = len(self._admitted)
         if not pending or window <= 0 or self._failed:
             return 0.0
-        now = time.perf_counter()
+        now = self.clock()
         if self._gathering_since is None:  # requests queued while the last pass ran join the expectation
             self._gathering_since = now
             self._expected += sum(1 for job, _ in self._admitted if job.queued_at <= self._pass_ended)
@@ -110,7 +111,7 @@ class ForwardPassEngine:
             for (job, _), outcome in zip(items, outcomes):
                 job.emit(Failed(outcome) if isinstance(outcome, BaseException) else Result(outcome))
                 done.append(job)
-        self._pass_ended = time.perf_counter()
+        self._pass_ended = self.clock()
         if len(done) > 1:
             logger.debug("%d requests in %d forward pass(es)", len(done), len(groups))
         return done

@@ -7,7 +7,6 @@ The real backends are exercised in test_embedding_backends.py and the e2e tests.
 from __future__ import annotations
 
 import asyncio
-import time
 
 import pytest
 
@@ -83,12 +82,21 @@ async def test_a_model_that_cannot_load_answers_503(fake_batch):
 
 
 # --- gathering: a pass waits (bounded) for the requests expected to join it ---------------------
+# These tests run the engine on a clock they move themselves: the decisions are checked, not timings.
+class _Clock:
+    def __init__(self):
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 class _Waiting:
     """A stand-in for a queued job: when it was queued, and where its events go."""
 
-    def __init__(self):
+    def __init__(self, clock: _Clock):
         self.request = EmbeddingRequest(inputs=("x",))
-        self.queued_at = time.perf_counter()
+        self.queued_at = clock()
         self.events = []
 
     def emit(self, event):
@@ -97,11 +105,13 @@ class _Waiting:
 
 def _gathering_engine(window: float) -> FakeBatchEngine:
     FakeBatchBackend.gather_seconds = window
-    return FakeBatchEngine(FakeBatchBackend(retrieval_spec("fake-embed", "embedding", "fake_batch", "fast")))
+    engine = FakeBatchEngine(FakeBatchBackend(retrieval_spec("fake-embed", "embedding", "fake_batch", "fast")))
+    engine.clock = _Clock()
+    return engine
 
 
 def _admit(engine, count: int) -> list[_Waiting]:
-    jobs = [_Waiting() for _ in range(count)]
+    jobs = [_Waiting(engine.clock) for _ in range(count)]
     for job in jobs:
         engine.admit(job)
     return jobs
@@ -114,16 +124,19 @@ def test_one_client_at_a_time_never_waits():
         assert engine.gather_seconds() == 0
         assert engine.step() == [job]
         assert [type(e).__name__ for e in job.events] == ["Result"]
+        engine.clock.now += 1
 
 
 def test_a_pass_waits_for_the_clients_of_the_last_one_then_runs_when_they_are_back():
     engine = _gathering_engine(5.0)
     _admit(engine, 3)
     engine.step()
-    _admit(engine, 1)  # the first of the three clients is back
-    assert 0 < engine.gather_seconds() <= 5.0
+    engine.clock.now += 1
+    _admit(engine, 1)  # the first of the three clients is back: the whole window is left
+    assert engine.gather_seconds() == 5.0
+    engine.clock.now += 2
     _admit(engine, 1)
-    assert engine.gather_seconds() > 0
+    assert engine.gather_seconds() == 3.0  # the window counts from when the wait began
     _admit(engine, 1)
     assert engine.gather_seconds() == 0
     assert len(engine.step()) == 3
@@ -132,25 +145,29 @@ def test_a_pass_waits_for_the_clients_of_the_last_one_then_runs_when_they_are_ba
 def test_requests_that_arrived_during_a_pass_raise_the_expectation():
     engine = _gathering_engine(5.0)
     _admit(engine, 2)
-    late = [_Waiting()]  # queued while the pass below runs
+    late = [_Waiting(engine.clock)]  # queued while the pass below runs
+    engine.clock.now += 1
     engine.step()
+    engine.clock.now += 1
     for job in late:
         engine.admit(job)
     _admit(engine, 1)  # 2 + 1 late expected: 2 here
-    assert engine.gather_seconds() > 0
+    assert engine.gather_seconds() == 5.0
     _admit(engine, 1)
     assert engine.gather_seconds() == 0
 
 
 def test_the_window_ends_the_wait_and_the_expectation_falls_to_what_came():
-    engine = _gathering_engine(0.02)
+    engine = _gathering_engine(0.5)
     _admit(engine, 4)
     engine.step()
+    engine.clock.now += 1
     _admit(engine, 1)
-    assert engine.gather_seconds() > 0
-    time.sleep(0.03)
+    assert engine.gather_seconds() == 0.5
+    engine.clock.now += 0.6
     assert engine.gather_seconds() == 0
     assert len(engine.step()) == 1
+    engine.clock.now += 1
     _admit(engine, 1)
     assert engine.gather_seconds() == 0  # one came, one is expected
 
