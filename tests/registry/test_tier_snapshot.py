@@ -1,5 +1,7 @@
 """The tier snapshot (registry/tier_snapshot.py): lookups without a query, and when a change applies."""
 
+import asyncio
+
 import pytest
 from asgiref.sync import sync_to_async
 
@@ -65,3 +67,63 @@ async def test_a_reread_keeps_the_specs_of_unchanged_tiers_and_rebuilds_the_chan
     assert (await tier_lookup(model="light"))[1] is light_spec  # its row is as it was: its spec is kept
     assert (await tier_lookup(model="heavy"))[1].defaults["temperature"] == 0.9  # its row changed: built again
     assert built == ["light", "heavy", "heavy"]
+
+
+async def _due_refresh() -> None:
+    """Run the background re-read that the lookups armed, now (instead of when its timer fires)."""
+    loop, timer = tier_snapshot._refresher
+    assert loop is asyncio.get_running_loop() and isinstance(timer, asyncio.TimerHandle)
+    timer.cancel()
+    tier_snapshot._refresher = None
+    tier_snapshot._refresh_due()
+    if tier_snapshot._refresher is not None:
+        await tier_snapshot._refresher[1]
+
+
+async def test_while_lookups_come_in_the_table_is_reread_in_the_background_not_by_a_request(light, monkeypatch, settings):
+    settings.TIER_SNAPSHOT_SECONDS = 60
+    reads = []
+    read = tier_snapshot._read_tiers
+    monkeypatch.setattr(tier_snapshot, "_read_tiers", lambda: reads.append(1) or read())
+    await tier_lookup(model="light")
+    loop, timer = tier_snapshot._refresher  # armed for when the snapshot is half its lifetime old
+    assert 0 < timer.when() - loop.time() <= 60 * tier_snapshot.REFRESH_AT
+    await sync_to_async(Tier.objects.filter(name="light").update)(temperature=1.0)  # as another process's edit
+    await _due_refresh()
+    assert len(reads) == 2  # the background read
+    assert (await tier_lookup(model="light"))[1].defaults["temperature"] == 1.0  # seen without a read of its own
+    assert len(reads) == 2
+    assert isinstance(tier_snapshot._refresher[1], asyncio.TimerHandle)  # and the next one is armed
+
+
+async def test_background_rereads_stop_when_lookups_do_and_a_failed_one_changes_nothing(light, monkeypatch, settings, caplog):
+    settings.TIER_SNAPSHOT_SECONDS = 60
+    _, spec = await tier_lookup(model="light")
+
+    def broken():
+        raise RuntimeError("database away")
+
+    monkeypatch.setattr(tier_snapshot, "_read_tiers", broken)
+    await _due_refresh()
+    assert "in the background failed" in caplog.text
+    assert (await tier_lookup(model="light"))[1] is spec  # the snapshot as it was (still young enough)
+    reads = []
+    monkeypatch.setattr(tier_snapshot, "_read_tiers", lambda: reads.append(1) or [])
+    tier_snapshot._last_lookup -= tier_snapshot.REFRESH_WHILE_ACTIVE_SECONDS + 1  # no lookup for a while
+    await _due_refresh()
+    assert reads == [] and tier_snapshot._refresher is None  # no read, and none armed until the next lookup
+
+
+async def test_a_background_reread_overtaken_by_an_invalidation_is_dropped(light, monkeypatch, settings):
+    settings.TIER_SNAPSHOT_SECONDS = 60
+    await tier_lookup(model="light")
+    read = tier_snapshot._read_tiers
+
+    def read_while_a_tier_is_saved():
+        tiers = read()
+        tier_snapshot.tier_snapshot_clear()  # what a save in this process does meanwhile
+        return tiers
+
+    monkeypatch.setattr(tier_snapshot, "_read_tiers", read_while_a_tier_is_saved)
+    await _due_refresh()
+    assert tier_snapshot._snapshot is None  # not installed: the next lookup reads the table afresh
