@@ -38,6 +38,8 @@ def test_smoke_run_writes_table_json_and_chart(tmp_path, smollm2_path):
     peer_rows = [r for r in sections[2]["rows"] if r["metric"].endswith(": completed streams")]
     assert peer_rows and all(n == 2 for r in peer_rows for n in r["ours"])
     assert not [n for n in sections[1]["notes"] if "differ" in n or "cache" in n]
+    assert not [n for n in sections[10]["notes"] if "did not complete" in n]  # every relayed stream ended
+    assert len(sections[10]["rows"]) == 3  # tokens/s; time to first token on a repeated and on a new prompt
 
     table = (tmp_path / "results.md").read_text()
     for number in SECTIONS:
